@@ -1,7 +1,7 @@
-// Umbrella header: the whole public API of prefopt. Include narrower headers in library code.
+// Umbrella header: the whole public API of prefopt. Library code includes the narrower headers.
 #pragma once
 
-#include "losses/loss_output.h"
-#include "losses/pairwise.h"
-#include "scoring.h"
-#include "version.h"
+#include <prefopt/losses/loss_output.h>
+#include <prefopt/losses/pairwise.h>
+#include <prefopt/scoring.h>
+#include <prefopt/version.h>
