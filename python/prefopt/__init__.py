@@ -1,0 +1,23 @@
+"""prefopt: preference-optimization scoring and losses on LibTorch, from Python.
+
+Importing the package loads libprefopt.so (see _library.py for where it is looked for) and exposes thin
+keyword-argument wrappers over the torch.ops.prefopt operators. It never builds the library, and it never
+computes scores or losses in Python: every number comes from the same C++ kernels as the C++ API.
+
+Usage, after building (``bash scripts/build.sh``) from the repository root::
+
+    PYTHONPATH=$PWD/python python -c "import prefopt"
+"""
+
+import torch  # noqa: F401  (libtorch must be loaded before libprefopt.so)
+
+from ._library import load_library as _load_library
+
+library_path: str = _load_library()
+
+from .losses import dpo_loss  # noqa: E402
+from .scoring import sequence_logps, token_logps  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["token_logps", "sequence_logps", "dpo_loss", "library_path", "__version__"]
