@@ -4,4 +4,5 @@
 #include <prefopt/losses/loss_output.h>
 #include <prefopt/losses/pairwise.h>
 #include <prefopt/scoring.h>
+#include <prefopt/sequence_reductions.h>
 #include <prefopt/version.h>

@@ -38,8 +38,9 @@ void check_finite(const at::Tensor& scores, std::string_view name) {
 
 void check_option_range(double value, std::string_view name, double low, double high, bool low_open) {
   const bool above_low = low_open ? value > low : value >= low;
+  // An infinite bound reads as "(0, inf)": finite values only, whatever the bound.
   TORCH_CHECK(std::isfinite(value) && above_low && value <= high, name, " must be in ", low_open ? "(" : "[",
-              low, ", ", high, "], got ", value);
+              low, ", ", high, std::isinf(high) ? ")" : "]", ", got ", value);
 }
 
 }  // namespace prefopt::detail
