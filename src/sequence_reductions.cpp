@@ -3,6 +3,7 @@
 #include "prefopt/sequence_reductions.h"
 
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 
 namespace prefopt {
 namespace {
@@ -18,12 +19,18 @@ void check_token_pair(const at::Tensor& logps, const char* logps_name, const at:
               logps.device(), "), got ", mask.device());
 }
 
+// Masked-out positions are selected away, not multiplied by 0, so whatever they hold (even -inf) never reaches
+// the sums; the sums accumulate in float32 for half inputs.
+at::Tensor select(const at::Tensor& logps, const at::Tensor& keep) {
+  return at::where(keep, logps, at::zeros({}, logps.options())).to(at::toOpMathType(logps.scalar_type()));
+}
+
 // Sum of the masked values, the first `front` scored tokens at weight 1 and the rest at alpha.
 at::Tensor front_weighted_sum(const at::Tensor& logps, const at::Tensor& mask, const at::Tensor& front, double alpha) {
   const at::Tensor rank = mask.to(at::kLong).cumsum(1);  // 1-based index among scored tokens
   const at::Tensor in_front = rank.le(front.unsqueeze(1)) & mask;
   const at::Tensor in_rear = rank.gt(front.unsqueeze(1)) & mask;
-  return (logps * in_front.to(logps.scalar_type())).sum(1) + alpha * (logps * in_rear.to(logps.scalar_type())).sum(1);
+  return (select(logps, in_front).sum(1) + alpha * select(logps, in_rear).sum(1)).to(logps.scalar_type());
 }
 
 }  // namespace
@@ -45,8 +52,8 @@ std::pair<torch::Tensor, torch::Tensor> ld_dpo_logps(const torch::Tensor& chosen
 
 torch::Tensor mean_token_nll(const torch::Tensor& token_logps, const torch::Tensor& mask) {
   check_token_pair(token_logps, "token_logps", mask, "mask");
-  const at::Tensor count = mask.sum().clamp_min(1).to(token_logps.scalar_type());
-  return -(token_logps * mask.to(token_logps.scalar_type())).sum() / count;
+  const at::Tensor total = select(token_logps, mask).sum();
+  return (-total / mask.sum().clamp_min(1).to(total.scalar_type())).to(token_logps.scalar_type());
 }
 
 }  // namespace prefopt

@@ -201,8 +201,9 @@ void check_inputs(const at::Tensor& pc, const at::Tensor& pr, const at::Tensor& 
     if (needs_nll) detail::check_finite(inputs.chosen_nll().reshape({1}), "chosen_nll");
     if (inputs.weights().defined()) detail::check_finite(inputs.weights(), "weights");
   }
-  if (needs_lengths) {
-    // Lengths are counts: a negative or non-finite one is a caller bug, whatever check_finite says.
+  if (needs_lengths && options.check_finite()) {
+    // Lengths are counts; like the finiteness checks this reads values on the host, so it is skipped
+    // together with them (check_finite=false keeps the call free of host syncs and traceable).
     for (const auto& [t, name] : {std::pair{inputs.chosen_lengths(), "chosen_lengths"},
                                    std::pair{inputs.rejected_lengths(), "rejected_lengths"}}) {
       const at::Tensor counts = t.to(at::kDouble);
@@ -298,7 +299,8 @@ at::Tensor one_loss(DPOLossType type, const PairTerms& t, const DPOLossOptions& 
     case DPOLossType::APOZero:
       return 1.0 - at::sigmoid(beta * t.h_c) + at::sigmoid(beta * t.h_r);
     case DPOLossType::APODown:
-      return at::sigmoid(beta * t.h_c) + 1.0 - at::sigmoid(beta * (t.h_c - t.h_r));
+      // LOSSES.md: the anchor term uses raw h_c, the margin term D after the f-divergence.
+      return at::sigmoid(beta * t.h_c) + 1.0 - at::sigmoid(beta * D);
     case DPOLossType::DiscoPOP: {
       const at::Tensor z = beta * D;
       const at::Tensor m = at::sigmoid(z / options.discopop_tau());

@@ -265,7 +265,7 @@ Eigen::VectorXd reference_family(const FamilyCase& c, const Batch& b, const Eige
       case DPOLossType::AOT:
       case DPOLossType::AOTUnpaired: out(i) = smoothed(beta * d_aot(i)); break;
       case DPOLossType::APOZero: out(i) = 1 - sigmoid(beta * hc) + sigmoid(beta * hr); break;
-      case DPOLossType::APODown: out(i) = sigmoid(beta * hc) + 1 - sigmoid(beta * (hc - hr)); break;
+      case DPOLossType::APODown: out(i) = sigmoid(beta * hc) + 1 - sigmoid(z); break;
       case DPOLossType::DiscoPOP: {
         const double m = sigmoid(z / tau);
         out(i) = (1 - m) * (-log_sigmoid(z)) + m * std::exp(-z);
