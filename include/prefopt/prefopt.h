@@ -3,6 +3,9 @@
 
 #include <prefopt/losses/loss_output.h>
 #include <prefopt/losses/pairwise.h>
+#include <prefopt/losses/reference_free.h>
+#include <prefopt/losses/reward.h>
+#include <prefopt/losses/unpaired.h>
 #include <prefopt/scoring.h>
 #include <prefopt/sequence_reductions.h>
 #include <prefopt/version.h>

@@ -15,9 +15,32 @@ from ._library import load_library as _load_library
 
 library_path: str = _load_library()
 
-from .losses import dpo_loss  # noqa: E402
+from .losses import DPOLoss, DPOLossResult, dpo_loss  # noqa: E402
 from .scoring import sequence_logps, token_logps  # noqa: E402
+from .sequence_reductions import ld_dpo_logps, mean_token_nll, wpo_pair_weights  # noqa: E402
+from .reference_free import PairLossResult, cpo_loss, orpo_loss, simpo_loss  # noqa: E402
+from .reward import RewardLossResult, reward_loss  # noqa: E402
+from .unpaired import KTOLossResult, kto_loss  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["token_logps", "sequence_logps", "dpo_loss", "library_path", "__version__"]
+__all__ = [
+    "token_logps",
+    "sequence_logps",
+    "dpo_loss",
+    "DPOLoss",
+    "DPOLossResult",
+    "wpo_pair_weights",
+    "ld_dpo_logps",
+    "mean_token_nll",
+    "simpo_loss",
+    "cpo_loss",
+    "orpo_loss",
+    "PairLossResult",
+    "kto_loss",
+    "KTOLossResult",
+    "reward_loss",
+    "RewardLossResult",
+    "library_path",
+    "__version__",
+]

@@ -24,6 +24,9 @@ struct LossOutput {
   torch::Tensor rejected_rewards;
   /// Batch metrics under TRL's names ("rewards/chosen", "rewards/accuracies", ...): 0-dim, float32, detached.
   std::map<std::string, torch::Tensor> metrics;
+  /// Per-response implicit rewards of losses without a chosen/rejected split: [B, K] for the list losses,
+  /// [B] for the unpaired ones (KTO). Undefined for pairwise losses. Detached.
+  torch::Tensor rewards;
 };
 
 }  // namespace prefopt
