@@ -1,0 +1,415 @@
+// The Llama-family decoder (RMSNorm, rotary embeddings, SwiGLU, grouped-query attention) and the loading and
+// saving of Hugging Face checkpoint folders. The arithmetic follows transformers' modeling_llama.py step for step
+// (float32 norm statistics, float32 rotary angles cast to the model's dtype) so that float32 logits agree to
+// rounding. It never forms a [B, T, T] float mask (a bool mask, only when there is padding) and never reads a
+// tensor before every name, shape and dtype of the checkpoint has been checked.
+#include "prefopt/model/llama.h"
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <nlohmann/json.hpp>
+#include <torch/nn/init.h>
+#include <torch/utils.h>
+
+#include "posix_files.h"
+#include "prefopt/model/safetensors.h"
+
+namespace prefopt {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;  // Python's math.pi
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
+}
+
+// transformers' inverse frequencies, computed in float32 as it does, with rope scaling applied.
+torch::Tensor rotary_inv_freq(const LlamaConfig& config) {
+  const int64_t dim = config.resolved_head_dim();
+  const torch::Tensor exponents = torch::arange(0, dim, 2, torch::kLong).to(torch::kFloat) / static_cast<double>(dim);
+  torch::Tensor inv_freq = 1.0 / torch::pow(config.rope_theta(), exponents);
+  const RopeScaling& s = config.rope_scaling();
+  if (s.rope_type() == RopeType::kLinear) {
+    inv_freq = inv_freq / s.factor();
+  } else if (s.rope_type() == RopeType::kLlama3) {
+    const double old_context = static_cast<double>(s.original_max_position_embeddings());
+    const double low_freq_wavelen = old_context / s.low_freq_factor();
+    const double high_freq_wavelen = old_context / s.high_freq_factor();
+    const torch::Tensor wavelen = 2 * kPi / inv_freq;
+    torch::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / s.factor(), inv_freq);
+    const torch::Tensor smooth = (old_context / wavelen - s.low_freq_factor()) / (s.high_freq_factor() - s.low_freq_factor());
+    const torch::Tensor smoothed = (1 - smooth) * scaled / s.factor() + smooth * scaled;
+    const torch::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+    scaled = torch::where(medium, smoothed, scaled);
+    inv_freq = scaled;
+  }
+  return inv_freq.contiguous();
+}
+
+std::string shape_string(torch::IntArrayRef shape) {
+  std::ostringstream out;
+  out << shape;
+  return out.str();
+}
+
+}  // namespace
+
+// ---- RMSNorm ----
+
+RMSNormImpl::RMSNormImpl(int64_t size, double eps) : size_(size), eps_(eps) { reset(); }
+
+void RMSNormImpl::reset() { weight = register_parameter("weight", torch::ones({size_})); }
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  const auto dtype = x.scalar_type();
+  const torch::Tensor x32 = x.to(torch::kFloat);
+  const torch::Tensor variance = x32.pow(2).mean(-1, /*keepdim=*/true);
+  return weight * (x32 * torch::rsqrt(variance + eps_)).to(dtype);
+}
+
+// ---- attention ----
+
+LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& config) : config_(config) { reset(); }
+
+void LlamaAttentionImpl::reset() {
+  const int64_t hidden = config_.hidden_size(), hd = config_.resolved_head_dim();
+  const int64_t heads = config_.num_attention_heads(), kv_heads = config_.num_key_value_heads();
+  const bool bias = config_.qkv_bias();
+  q_proj = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, heads * hd).bias(bias)));
+  k_proj = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, kv_heads * hd).bias(bias)));
+  v_proj = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, kv_heads * hd).bias(bias)));
+  o_proj = register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(heads * hd, hidden).bias(false)));
+}
+
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                          const torch::Tensor& mask) {
+  const int64_t B = x.size(0), T = x.size(1), hd = config_.resolved_head_dim();
+  const int64_t heads = config_.num_attention_heads(), kv_heads = config_.num_key_value_heads();
+  torch::Tensor q = q_proj(x).view({B, T, heads, hd}).transpose(1, 2);
+  torch::Tensor k = k_proj(x).view({B, T, kv_heads, hd}).transpose(1, 2);
+  torch::Tensor v = v_proj(x).view({B, T, kv_heads, hd}).transpose(1, 2);
+  q = q * cos + rotate_half(q) * sin;
+  k = k * cos + rotate_half(k) * sin;
+  if (kv_heads != heads) {
+    // Each key/value head serves `groups` consecutive query heads (transformers' repeat_kv).
+    const int64_t groups = heads / kv_heads;
+    k = k.unsqueeze(2).expand({B, kv_heads, groups, T, hd}).reshape({B, heads, T, hd});
+    v = v.unsqueeze(2).expand({B, kv_heads, groups, T, hd}).reshape({B, heads, T, hd});
+  }
+  std::optional<torch::Tensor> attn_mask;
+  if (mask.defined()) attn_mask = mask;
+  torch::Tensor out = at::scaled_dot_product_attention(q, k, v, attn_mask, /*dropout_p=*/0.0,
+                                                       /*is_causal=*/!mask.defined());
+  return o_proj(out.transpose(1, 2).reshape({B, T, heads * hd}));
+}
+
+// ---- MLP ----
+
+LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& config) : config_(config) { reset(); }
+
+void LlamaMLPImpl::reset() {
+  const int64_t hidden = config_.hidden_size(), inter = config_.intermediate_size();
+  gate_proj = register_module("gate_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, inter).bias(false)));
+  up_proj = register_module("up_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, inter).bias(false)));
+  down_proj = register_module("down_proj", torch::nn::Linear(torch::nn::LinearOptions(inter, hidden).bias(false)));
+}
+
+torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
+  return down_proj(at::silu(gate_proj(x)) * up_proj(x));
+}
+
+// ---- decoder layer ----
+
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& config) : config_(config) { reset(); }
+
+void LlamaDecoderLayerImpl::reset() {
+  self_attn = register_module("self_attn", LlamaAttention(config_));
+  mlp = register_module("mlp", LlamaMLP(config_));
+  input_layernorm = register_module("input_layernorm", RMSNorm(config_.hidden_size(), config_.rms_norm_eps()));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RMSNorm(config_.hidden_size(), config_.rms_norm_eps()));
+}
+
+torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                             const torch::Tensor& sin, const torch::Tensor& mask) {
+  const torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, mask);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+// ---- decoder body ----
+
+LlamaModelImpl::LlamaModelImpl(const LlamaConfig& config) : config_(config) { reset(); }
+
+void LlamaModelImpl::reset() {
+  auto embedding = torch::nn::EmbeddingOptions(config_.vocab_size(), config_.hidden_size());
+  if (config_.pad_token_id()) embedding.padding_idx(*config_.pad_token_id());
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(embedding));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config_.num_hidden_layers(); ++i) layers->push_back(LlamaDecoderLayer(config_));
+  norm = register_module("norm", RMSNorm(config_.hidden_size(), config_.rms_norm_eps()));
+  inv_freq_ = rotary_inv_freq(config_);
+}
+
+torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                      const torch::Tensor& position_ids) {
+  TORCH_CHECK(input_ids.defined() && input_ids.dim() == 2, "input_ids must have shape [B, T], got ",
+              input_ids.defined() ? shape_string(input_ids.sizes()) : std::string("an undefined tensor"));
+  TORCH_CHECK(at::isIntegralType(input_ids.scalar_type(), /*includeBool=*/false),
+              "input_ids must hold integer token ids, got dtype ", input_ids.scalar_type());
+  const torch::Tensor& weight = embed_tokens->weight;
+  TORCH_CHECK(input_ids.device() == weight.device(), "input_ids must be on the model's device (", weight.device(),
+              "), got ", input_ids.device());
+  const int64_t B = input_ids.size(0), T = input_ids.size(1), V = config_.vocab_size();
+  const torch::Tensor ids = input_ids.to(torch::kLong);
+  if (ids.numel() > 0) {
+    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < V, "input_ids must be in [0, vocab_size = ", V, "), got values in [", lo, ", ", hi,
+                "]");
+  }
+
+  torch::Tensor mask;  // undefined: plain causal attention
+  if (attention_mask.defined()) {
+    TORCH_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == T,
+                "attention_mask must have shape [B, T] matching input_ids ", shape_string(input_ids.sizes()), ", got ",
+                shape_string(attention_mask.sizes()));
+    TORCH_CHECK(at::isIntegralType(attention_mask.scalar_type(), /*includeBool=*/true),
+                "attention_mask must be bool or integer 0/1, got dtype ", attention_mask.scalar_type());
+    TORCH_CHECK(attention_mask.device() == weight.device(), "attention_mask must be on the model's device (",
+                weight.device(), "), got ", attention_mask.device());
+    torch::Tensor keys = attention_mask;
+    if (keys.scalar_type() != torch::kBool) {
+      TORCH_CHECK(keys.numel() == 0 || ((keys == 0).logical_or(keys == 1)).all().item<bool>(),
+                  "attention_mask must hold only 0 and 1");
+      keys = keys != 0;
+    }
+    if (keys.numel() > 0 && !keys.all().item<bool>()) {
+      const torch::Tensor causal = torch::ones({T, T}, ids.options().dtype(torch::kBool)).tril();
+      torch::Tensor allowed = causal.unsqueeze(0).logical_and(keys.unsqueeze(1));  // [B, T(query), T(key)]
+      // A query that may see no key at all attends to itself, so softmax over an empty set never makes NaN.
+      const torch::Tensor none = allowed.any(-1, /*keepdim=*/true).logical_not();
+      allowed = allowed.logical_or(none.logical_and(torch::eye(T, ids.options().dtype(torch::kBool))));
+      mask = allowed.unsqueeze(1);  // [B, 1, T, T]
+    }
+  }
+
+  torch::Tensor positions;
+  if (position_ids.defined()) {
+    TORCH_CHECK(position_ids.dim() == 2 && (position_ids.size(0) == B || position_ids.size(0) == 1) &&
+                    position_ids.size(1) == T,
+                "position_ids must have shape [B, T] or [1, T] with B, T of input_ids ", shape_string(input_ids.sizes()),
+                ", got ", shape_string(position_ids.sizes()));
+    TORCH_CHECK(at::isIntegralType(position_ids.scalar_type(), /*includeBool=*/false),
+                "position_ids must be integers, got dtype ", position_ids.scalar_type());
+    positions = position_ids.to(weight.device());
+  } else {
+    positions = torch::arange(T, ids.options()).unsqueeze(0);
+  }
+
+  torch::Tensor hidden = embed_tokens(ids);
+  if (B == 0 || T == 0) return norm(hidden);
+  // Angles in float32 whatever the model's dtype, then cos/sin cast to it (transformers' LlamaRotaryEmbedding).
+  const torch::Tensor freqs = positions.unsqueeze(-1).to(torch::kFloat) * inv_freq_.to(weight.device());
+  const torch::Tensor angles = torch::cat({freqs, freqs}, -1);  // [B or 1, T, head_dim]
+  const torch::Tensor cos = angles.cos().to(hidden.scalar_type()).unsqueeze(1);
+  const torch::Tensor sin = angles.sin().to(hidden.scalar_type()).unsqueeze(1);
+  for (const auto& layer : *layers) hidden = layer->as<LlamaDecoderLayerImpl>()->forward(hidden, cos, sin, mask);
+  return norm(hidden);
+}
+
+// ---- causal LM ----
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(LlamaConfig config) : config_(std::move(config)) { reset(); }
+
+void LlamaForCausalLMImpl::reset() {
+  config_.validate();
+  model = register_module("model", LlamaModel(config_));
+  if (!config_.tie_word_embeddings()) {
+    lm_head = register_module(
+        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size(), config_.vocab_size()).bias(false)));
+  } else {
+    lm_head = nullptr;
+  }
+  reset_parameters();
+}
+
+void LlamaForCausalLMImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  const double std = config_.initializer_range();
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* linear = module->as<torch::nn::LinearImpl>()) {
+      torch::nn::init::normal_(linear->weight, 0.0, std);
+      if (linear->bias.defined()) linear->bias.zero_();
+    } else if (auto* embedding = module->as<torch::nn::EmbeddingImpl>()) {
+      torch::nn::init::normal_(embedding->weight, 0.0, std);
+      if (config_.pad_token_id()) embedding->weight[*config_.pad_token_id()].zero_();
+    } else if (auto* rms = module->as<RMSNormImpl>()) {
+      rms->weight.fill_(1.0);
+    }
+  }
+}
+
+torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                                  const torch::Tensor& position_ids) {
+  return model(input_ids, attention_mask, position_ids);
+}
+
+torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) {
+  TORCH_CHECK(hidden.dim() >= 1 && hidden.size(-1) == config_.hidden_size(),
+              "hidden must have shape [..., hidden_size = ", config_.hidden_size(), "], got ",
+              shape_string(hidden.sizes()));
+  return at::linear(hidden, lm_head_weight());
+}
+
+torch::Tensor LlamaForCausalLMImpl::lm_head_weight() const {
+  return config_.tie_word_embeddings() ? model->embed_tokens->weight : lm_head->weight;
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                            const torch::Tensor& position_ids) {
+  return logits(hidden_states(input_ids, attention_mask, position_ids));
+}
+
+// ---- checkpoints ----
+
+namespace {
+
+// Where each tensor of a checkpoint folder lives: one model.safetensors, or the shards of an index.
+struct Checkpoint {
+  std::vector<safetensors::File> files;
+  std::map<std::string, size_t> file_of;  // tensor name -> index into files
+};
+
+Checkpoint open_checkpoint(const std::string& directory) {
+  const std::string single = model_files::join(directory, "model.safetensors");
+  const std::string index_path = model_files::join(directory, "model.safetensors.index.json");
+  Checkpoint checkpoint;
+  if (model_files::exists(single)) {
+    checkpoint.files.emplace_back(single);
+    for (const auto& entry : checkpoint.files[0].entries()) checkpoint.file_of[entry.name] = 0;
+    return checkpoint;
+  }
+  TORCH_CHECK(model_files::exists(index_path), "no model.safetensors or model.safetensors.index.json in '", directory,
+              "' (only safetensors checkpoints are read; PyTorch .bin files are not)");
+  const std::string& where = index_path;
+  std::ifstream in(index_path, std::ios::binary);
+  TORCH_CHECK(in.is_open(), "cannot open '", where, "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::exception& e) {
+    TORCH_CHECK(false, where, ": not valid JSON: ", e.what());
+  }
+  TORCH_CHECK(index.is_object() && index.contains("weight_map") && index.at("weight_map").is_object(), where,
+              ": expected an object with a weight_map object");
+  std::map<std::string, size_t> shard_index;
+  for (const auto& [name, shard] : index.at("weight_map").items()) {
+    TORCH_CHECK(shard.is_string(), where, ": weight_map[\"", name, "\"] must be a file name, got ", shard.dump());
+    const std::string file = shard.get<std::string>();
+    // Shards are plain names in the same folder: nothing in an index may point outside it.
+    TORCH_CHECK(!file.empty() && file != "." && file != ".." && file.find('/') == std::string::npos &&
+                    file.find('\\') == std::string::npos,
+                where, ": weight_map[\"", name, "\"] is '", file, "'; shards must be plain file names in the same folder");
+    auto it = shard_index.find(file);
+    if (it == shard_index.end()) {
+      const std::string shard_path = model_files::join(directory, file);
+      TORCH_CHECK(model_files::exists(shard_path), where, ": weight_map[\"", name, "\"] names the shard '", file,
+                  "', which does not exist");
+      checkpoint.files.emplace_back(shard_path);
+      it = shard_index.emplace(file, checkpoint.files.size() - 1).first;
+    }
+    TORCH_CHECK(checkpoint.files[it->second].contains(name), where, ": weight_map puts tensor '", name,
+                "' in shard '", file, "', which has no such tensor");
+    checkpoint.file_of[name] = it->second;
+  }
+  return checkpoint;
+}
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    TORCH_CHECK(out.is_open(), "cannot open '", tmp, "' for writing");
+    out << text;
+    out.flush();
+    TORCH_CHECK(out.good(), "writing '", tmp, "' failed");
+  }
+  const std::string error = model_files::rename_file(tmp, path);
+  TORCH_CHECK(error.empty(), "cannot rename '", tmp, "' to '", path, "': ", error);
+}
+
+}  // namespace
+
+void load_llama_weights(LlamaForCausalLMImpl& model, const std::string& directory) {
+  const Checkpoint checkpoint = open_checkpoint(directory);
+  const auto parameters = model.named_parameters(/*recurse=*/true);
+  const bool tied = model.config().tie_word_embeddings();
+
+  // Check every name, shape and dtype before reading any data.
+  for (const auto& [name, file_index] : checkpoint.file_of) {
+    if (parameters.contains(name)) continue;
+    if (ends_with(name, "rotary_emb.inv_freq") || (tied && name == "lm_head.weight")) continue;
+    TORCH_CHECK(false, "checkpoint tensor '", name, "' in '", checkpoint.files[file_index].path(),
+                "' is not a parameter of this ", model.config().architecture_name(),
+                " (check config.json: architecture, tie_word_embeddings, num_hidden_layers)");
+  }
+  for (const auto& item : parameters) {
+    const std::string& name = item.key();
+    const auto found = checkpoint.file_of.find(name);
+    TORCH_CHECK(found != checkpoint.file_of.end(), "the checkpoint in '", directory, "' has no tensor '", name,
+                "' (a parameter of ", model.config().architecture_name(), " with shape ",
+                shape_string(item.value().sizes()), ")");
+    const safetensors::File& file = checkpoint.files[found->second];
+    const safetensors::TensorEntry& entry = file.entry(name);
+    TORCH_CHECK(entry.shape == item.value().sizes().vec(), "tensor '", name, "' in '", file.path(), "' has shape ",
+                shape_string(entry.shape), ", but the model built from config.json expects ",
+                shape_string(item.value().sizes()));
+    const auto t = entry.scalar_type;
+    TORCH_CHECK(t == torch::kFloat || t == torch::kBFloat16 || t == torch::kHalf || t == torch::kDouble, "tensor '",
+                name, "' in '", file.path(), "' has dtype ", entry.dtype, "; weights must be F32, BF16, F16 or F64");
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& item : parameters) {
+    const safetensors::File& file = checkpoint.files[checkpoint.file_of.at(item.key())];
+    item.value().copy_(file.load(item.key()));
+  }
+}
+
+LlamaForCausalLM load_llama(const std::string& directory, const LlamaLoadOptions& options) {
+  const std::string config_path = model_files::join(directory, "config.json");
+  TORCH_CHECK(model_files::exists(config_path), "no config.json in '", directory, "'");
+  LlamaForCausalLM model(LlamaConfig::from_json_file(config_path));
+  model->to(options.device(), options.dtype());
+  load_llama_weights(*model, directory);
+  return model;
+}
+
+void save_llama(const LlamaForCausalLMImpl& model, const std::string& directory) {
+  const std::string error = model_files::make_directories(directory);
+  TORCH_CHECK(error.empty(), "cannot create the folder '", directory, "': ", error);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  std::string dtype;
+  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
+    tensors.emplace_back(item.key(), item.value().detach());
+    const auto t = item.value().scalar_type();
+    dtype = t == torch::kBFloat16 ? "bfloat16" : t == torch::kHalf ? "float16" : t == torch::kDouble ? "float64" : "float32";
+  }
+  LlamaConfig config = model.config();
+  config.torch_dtype(dtype);
+  safetensors::save_file(model_files::join(directory, "model.safetensors"), tensors, {{"format", "pt"}});
+  write_text_atomically(model_files::join(directory, "config.json"), config.to_json_string());
+}
+
+}  // namespace prefopt

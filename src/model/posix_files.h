@@ -1,0 +1,63 @@
+// File-system helpers for the model layer, on POSIX calls rather than std::filesystem: libtorch.so exports its own
+// copies of some std::filesystem symbols, which calls from this library can bind to (remove_all through them
+// crashes). They only query, create folders and rename; they never delete anything but a temporary file of ours.
+#pragma once
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+namespace prefopt::model_files {
+
+struct Status {
+  bool exists = false;
+  bool regular = false;
+  bool directory = false;
+  uint64_t size = 0;
+};
+
+inline Status status(const std::string& path) {
+  Status out;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return out;
+  out.exists = true;
+  out.regular = S_ISREG(st.st_mode);
+  out.directory = S_ISDIR(st.st_mode);
+  out.size = static_cast<uint64_t>(st.st_size);
+  return out;
+}
+
+inline bool exists(const std::string& path) { return status(path).exists; }
+
+inline std::string join(const std::string& dir, const std::string& name) {
+  if (dir.empty() || dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+/// Creates dir and its missing parents; returns an empty string or the reason it failed.
+inline std::string make_directories(const std::string& dir) {
+  if (dir.empty()) return "";
+  const Status st = status(dir);
+  if (st.directory) return "";
+  if (st.exists) return "it exists and is not a folder";
+  const size_t slash = dir.find_last_of('/', dir.size() > 1 ? dir.size() - 2 : 0);
+  if (slash != std::string::npos && slash > 0) {
+    const std::string parent_error = make_directories(dir.substr(0, slash));
+    if (!parent_error.empty()) return parent_error;
+  }
+  if (::mkdir(dir.c_str(), 0777) != 0 && errno != EEXIST) return std::strerror(errno);
+  return "";
+}
+
+/// Renames from over to; returns an empty string or the reason it failed.
+inline std::string rename_file(const std::string& from, const std::string& to) {
+  if (std::rename(from.c_str(), to.c_str()) != 0) return std::strerror(errno);
+  return "";
+}
+
+}  // namespace prefopt::model_files
