@@ -3,12 +3,19 @@
 
 #include <prefopt/data/collate.h>
 #include <prefopt/data/jsonl.h>
+#include <prefopt/data/keyphrases.h>
+#include <prefopt/losses/degree.h>
+#include <prefopt/losses/joint.h>
+#include <prefopt/losses/listwise.h>
 #include <prefopt/losses/loss_output.h>
 #include <prefopt/losses/pairwise.h>
 #include <prefopt/losses/reference_free.h>
 #include <prefopt/losses/reward.h>
+#include <prefopt/losses/token_level.h>
 #include <prefopt/losses/unpaired.h>
+#include <prefopt/metrics.h>
 #include <prefopt/model/llama.h>
+#include <prefopt/scoring_joint.h>
 #include <prefopt/scoring.h>
 #include <prefopt/sequence_reductions.h>
 #include <prefopt/version.h>

@@ -21,6 +21,21 @@ from .sequence_reductions import ld_dpo_logps, mean_token_nll, wpo_pair_weights 
 from .reference_free import PairLossResult, cpo_loss, orpo_loss, simpo_loss  # noqa: E402
 from .reward import RewardLossResult, reward_loss  # noqa: E402
 from .unpaired import KTOLossResult, kto_loss  # noqa: E402
+from . import degree, joint, listwise, metrics, token_level  # noqa: E402,F401
+from .listwise import (  # noqa: E402
+    all_pairs_loss,
+    irpo_loss,
+    lipo_lambda_loss,
+    plackett_luce_loss,
+    pro_loss,
+    ranklist_loss,
+    tpo_loss,
+    tpo_step_weights,
+)
+from .metrics import idealized_ranking_accuracy, kendall_tau, ndcg, ranking_accuracy  # noqa: E402
+from .token_level import tdpo_loss  # noqa: E402
+from .joint import joint_dpo_loss, joint_labels, joint_sequence_logps  # noqa: E402
+from .degree import degree_loss, extract_keyphrases, graded_removal, spo_loss  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -41,6 +56,26 @@ __all__ = [
     "KTOLossResult",
     "reward_loss",
     "RewardLossResult",
+    "plackett_luce_loss",
+    "all_pairs_loss",
+    "lipo_lambda_loss",
+    "irpo_loss",
+    "pro_loss",
+    "tpo_loss",
+    "tpo_step_weights",
+    "ranklist_loss",
+    "ranking_accuracy",
+    "kendall_tau",
+    "ndcg",
+    "idealized_ranking_accuracy",
+    "tdpo_loss",
+    "joint_dpo_loss",
+    "joint_labels",
+    "joint_sequence_logps",
+    "degree_loss",
+    "spo_loss",
+    "extract_keyphrases",
+    "graded_removal",
     "library_path",
     "__version__",
 ]
