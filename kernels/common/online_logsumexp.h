@@ -9,6 +9,7 @@ namespace prefopt::kernels {
 
 template <typename acc_t>
 struct OnlineLogSumExp {
+  using acc_type = acc_t;
   acc_t max;
   acc_t sum;  // sum of exp(x - max) over the values absorbed so far
 

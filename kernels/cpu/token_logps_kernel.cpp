@@ -1,77 +1,33 @@
-// CPU kernel of token_logps: one task per block of rows (at::parallel_for), each row read once in its own
-// dtype through an online log-sum-exp accumulated in fp32 (fp64 for fp64). Never materialises the
-// log-softmax or an upcast copy of the logits; backward recomputes the softmax from the saved LSE.
+// CPU kernel of token_logps: checks, a params struct, and a call into the vectorised row loops of
+// token_logps_rows.h in the instruction set the CPU has (capability.h). Each row is read once in its own
+// dtype through a blockwise online log-sum-exp accumulated in fp32 (fp64 for fp64); no log-softmax and no
+// upcast copy of the logits exists. The backward recomputes the softmax from the saved LSE in one more
+// pass, into a new tensor or, for _token_logps_backward_inplace, into the logits' own buffer.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
-
-#include <algorithm>
-#include <cstring>
 
 #include "../common/token_logps.h"
 #include "../token_logps.h"
+#include "vec_rows.h"
 
 namespace prefopt::ops {
 namespace {
 
-using kernels::OnlineLogSumExp;
-
-// Rows per task: enough work per task to amortise scheduling when rows are short.
-int64_t grain_rows(int64_t vocab) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(vocab, 1)); }
-
 template <typename scalar_t, typename acc_t>
 void forward_rows(const kernels::TokenLogpsParams<scalar_t, acc_t>& p) {
-  at::parallel_for(0, p.rows, grain_rows(p.vocab), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t label = p.labels[r * p.labels_stride];
-      if (label == p.ignore_index) {
-        p.logps[r] = acc_t(0);
-        p.lse[r] = acc_t(0);
-        continue;
-      }
-      TORCH_CHECK(kernels::label_in_range(label, p.vocab), "labels[", r, "] = ", label,
-                  " is out of range: expected a class index in [0, ", p.vocab, ") or ignore_index (",
-                  p.ignore_index, ")");
-      const scalar_t* row = p.logits + r * p.logits_row_stride;
-      auto acc = OnlineLogSumExp<acc_t>::empty();
-      for (int64_t j = 0; j < p.vocab; ++j) {
-        acc.add(static_cast<acc_t>(row[j]) * p.inv_temperature);
-      }
-      const acc_t lse = acc.value();
-      p.lse[r] = lse;
-      p.logps[r] = static_cast<acc_t>(row[label]) * p.inv_temperature - lse;
-    }
-  });
+  PREFOPT_CPU_ROWS(token_logps_forward, p);
 }
 
 template <typename scalar_t, typename acc_t>
 void backward_rows(const kernels::TokenLogpsBackwardParams<scalar_t, acc_t>& p) {
-  at::parallel_for(0, p.rows, grain_rows(p.vocab), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      scalar_t* out = p.grad_logits + r * p.grad_stride;
-      const int64_t label = p.labels[r * p.labels_stride];
-      const acc_t g = p.grad_logps[r];
-      if (label == p.ignore_index || g == acc_t(0)) {
-        std::fill(out, out + p.vocab, scalar_t(0));
-        continue;
-      }
-      TORCH_CHECK(kernels::label_in_range(label, p.vocab), "labels[", r, "] = ", label,
-                  " is out of range: expected a class index in [0, ", p.vocab, ") or ignore_index (",
-                  p.ignore_index, ")");
-      const scalar_t* row = p.logits + r * p.logits_row_stride;
-      const acc_t lse = p.lse[r];
-      for (int64_t j = 0; j < p.vocab; ++j) {
-        out[j] = static_cast<scalar_t>(
-            kernels::token_logps_grad<acc_t>(static_cast<acc_t>(row[j]), j == label, lse, g, p.inv_temperature));
-      }
-    }
-  });
+  PREFOPT_CPU_ROWS(token_logps_backward, p);
 }
 
 std::tuple<at::Tensor, at::Tensor> token_logps_cpu(const at::Tensor& logits_in, const at::Tensor& labels,
-                                                   int64_t ignore_index, double temperature) {
+                                                   int64_t ignore_index, double temperature,
+                                                   bool /*inplace_backward*/) {
   detail::check_token_logps_inputs(logits_in, labels, temperature);
   const at::Tensor logits = detail::vocab_contiguous(logits_in);
   const auto acc_dtype = at::toOpMathType(logits.scalar_type());
@@ -96,17 +52,15 @@ std::tuple<at::Tensor, at::Tensor> token_logps_cpu(const at::Tensor& logits_in, 
   return {logps, lse};
 }
 
-at::Tensor token_logps_backward_cpu(const at::Tensor& grad_logps_in, const at::Tensor& logits_in,
-                                    const at::Tensor& labels, const at::Tensor& lse_in, int64_t ignore_index,
-                                    double temperature) {
-  detail::check_token_logps_inputs(logits_in, labels, temperature);
-  detail::check_token_logps_backward_inputs(grad_logps_in, logits_in, labels, lse_in);
-  const at::Tensor logits = detail::vocab_contiguous(logits_in);
+// Writes the gradient of logits (whose vocabulary dimension is contiguous) into grad_logits, which may be
+// logits itself.
+void run_backward(const at::Tensor& grad_logps_in, const at::Tensor& logits, const at::Tensor& labels,
+                  const at::Tensor& lse_in, int64_t ignore_index, double temperature, const at::Tensor& grad_logits,
+                  int64_t label_offset, bool check_labels) {
+  if (logits.size(0) == 0 || logits.size(1) == 0) return;
   const auto acc_dtype = at::toOpMathType(logits.scalar_type());
   const at::Tensor grad_logps = grad_logps_in.to(acc_dtype).contiguous();
   const at::Tensor lse = lse_in.contiguous();
-  at::Tensor grad_logits = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
-  if (logits.size(0) == 0) return grad_logits;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "token_logps_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     kernels::TokenLogpsBackwardParams<scalar_t, acc_t> p{};
@@ -121,10 +75,32 @@ at::Tensor token_logps_backward_cpu(const at::Tensor& grad_logps_in, const at::T
     p.labels_stride = labels.stride(0);
     p.grad_stride = grad_logits.stride(0);
     p.ignore_index = ignore_index;
+    p.label_offset = label_offset;
+    p.check_labels = check_labels;
     p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
     backward_rows(p);
   });
+}
+
+at::Tensor token_logps_backward_cpu(const at::Tensor& grad_logps, const at::Tensor& logits_in,
+                                    const at::Tensor& labels, const at::Tensor& lse, int64_t ignore_index,
+                                    double temperature) {
+  detail::check_token_logps_inputs(logits_in, labels, temperature);
+  detail::check_token_logps_backward_inputs(grad_logps, logits_in, labels, lse);
+  const at::Tensor logits = detail::vocab_contiguous(logits_in);
+  at::Tensor grad_logits = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
+  run_backward(grad_logps, logits, labels, lse, ignore_index, temperature, grad_logits, 0, true);
   return grad_logits;
+}
+
+void token_logps_backward_inplace_cpu(const at::Tensor& grad_logps, const at::Tensor& logits,
+                                      const at::Tensor& labels, const at::Tensor& lse, int64_t ignore_index,
+                                      double temperature, int64_t label_offset, int64_t vocab) {
+  detail::check_token_logps_inputs(logits, labels, temperature);
+  detail::check_token_logps_backward_inputs(grad_logps, logits, labels, lse);
+  detail::check_token_logps_inplace_inputs(logits, label_offset, vocab);
+  const bool whole_vocabulary = label_offset == 0 && (vocab < 0 || vocab == logits.size(1));
+  run_backward(grad_logps, logits, labels, lse, ignore_index, temperature, logits, label_offset, whole_vocabulary);
 }
 
 }  // namespace
@@ -132,6 +108,7 @@ at::Tensor token_logps_backward_cpu(const at::Tensor& grad_logps_in, const at::T
 TORCH_LIBRARY_IMPL(prefopt, CPU, m) {
   m.impl("token_logps", &token_logps_cpu);
   m.impl("_token_logps_backward", &token_logps_backward_cpu);
+  m.impl("_token_logps_backward_inplace", &token_logps_backward_inplace_cpu);
 }
 
 }  // namespace prefopt::ops

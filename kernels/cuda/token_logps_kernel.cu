@@ -1,8 +1,9 @@
-// CUDA kernel of token_logps: one block per row, each thread folding a strided slice of the row into an
-// online log-sum-exp (fp32 accumulation, fp64 for fp64), then a warp-shuffle and shared-memory merge. The row
-// is read once in its own dtype; no log-softmax and no upcast copy exists. Backward recomputes the softmax
-// from the saved LSE and writes the gradient in one more pass. Labels outside [0, V) that are not
-// ignore_index trip a device-side assert (documented in scoring.h): checking on the host would cost a sync.
+// CUDA kernel of token_logps: one block per row (one warp for vocabularies up to 1024, else 256 threads), each
+// thread folding its 16-byte-vector slice of the row into an online log-sum-exp (fp32 accumulation, fp64 for
+// fp64), then a shuffle + shared-memory merge with the same merge the CPU uses. The row is read once in its own
+// dtype; no log-softmax and no upcast copy exists. Backward recomputes the softmax from the saved LSE and writes
+// the gradient in one more pass, into a new tensor or (in place) over the logits. Labels outside [0, V) that are
+// not ignore_index trip a device-side assert (documented in scoring.h): checking on the host would cost a sync.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -14,26 +15,23 @@
 
 #include "../common/token_logps.h"
 #include "../token_logps.h"
+#include "reduce.cuh"
+#include "row_io.cuh"
 
 namespace prefopt::ops {
 namespace {
 
 using kernels::OnlineLogSumExp;
+namespace kc = kernels::cuda;
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-
-template <typename acc_t>
-__device__ OnlineLogSumExp<acc_t> warp_merge(OnlineLogSumExp<acc_t> v) {
-  for (int offset = 16; offset > 0; offset /= 2) {
-    OnlineLogSumExp<acc_t> other{__shfl_down_sync(0xffffffffu, v.max, offset),
-                                 __shfl_down_sync(0xffffffffu, v.sum, offset)};
-    v.merge(other);
+struct LseMerge {
+  template <typename S>
+  __device__ void operator()(S& a, const S& b) const {
+    a.merge(b);
   }
-  return v;
-}
+};
 
-template <typename scalar_t, typename acc_t>
+template <int kThreads, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads) token_logps_forward_kernel(kernels::TokenLogpsParams<scalar_t, acc_t> p) {
   const int64_t r = blockIdx.x;
   const int64_t label = p.labels[r * p.labels_stride];
@@ -47,32 +45,19 @@ __global__ void __launch_bounds__(kThreads) token_logps_forward_kernel(kernels::
   CUDA_KERNEL_ASSERT(kernels::label_in_range(label, p.vocab) && "token_logps: label out of range");
   const scalar_t* row = p.logits + r * p.logits_row_stride;
   auto acc = OnlineLogSumExp<acc_t>::empty();
-  for (int64_t j = threadIdx.x; j < p.vocab; j += kThreads) {
-    acc.add(static_cast<acc_t>(row[j]) * p.inv_temperature);
-  }
-  acc = warp_merge(acc);
-  __shared__ acc_t s_max[kWarps];
-  __shared__ acc_t s_sum[kWarps];
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (lane == 0) {
-    s_max[warp] = acc.max;
-    s_sum[warp] = acc.sum;
-  }
-  __syncthreads();
-  if (warp == 0) {
-    acc = lane < kWarps ? OnlineLogSumExp<acc_t>{s_max[lane], s_sum[lane]} : OnlineLogSumExp<acc_t>::empty();
-    acc = warp_merge(acc);
-    if (lane == 0) {
-      const acc_t lse = acc.value();
-      p.lse[r] = lse;
-      p.logps[r] = static_cast<acc_t>(row[label]) * p.inv_temperature - lse;
-    }
+  kc::for_each_element<kThreads>(row, p.vocab, [&](int64_t, scalar_t x) {
+    acc.add(static_cast<acc_t>(x) * p.inv_temperature);
+  });
+  acc = kc::block_merge<kThreads>(acc, OnlineLogSumExp<acc_t>::empty(), LseMerge{});
+  if (threadIdx.x == 0) {
+    p.lse[r] = acc.value();
+    p.logps[r] = kernels::label_logp(static_cast<acc_t>(row[label]) * p.inv_temperature, acc);
   }
 }
 
-template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kThreads) token_logps_backward_kernel(kernels::TokenLogpsBackwardParams<scalar_t, acc_t> p) {
+template <int kThreads, typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    token_logps_backward_kernel(kernels::TokenLogpsBackwardParams<scalar_t, acc_t> p) {
   const int64_t r = blockIdx.x;
   scalar_t* out = p.grad_logits + r * p.grad_stride;
   const int64_t label = p.labels[r * p.labels_stride];
@@ -81,17 +66,30 @@ __global__ void __launch_bounds__(kThreads) token_logps_backward_kernel(kernels:
     for (int64_t j = threadIdx.x; j < p.vocab; j += kThreads) out[j] = scalar_t(0);
     return;
   }
-  CUDA_KERNEL_ASSERT(kernels::label_in_range(label, p.vocab) && "token_logps: label out of range");
+  if (p.check_labels) {
+    CUDA_KERNEL_ASSERT(kernels::label_in_range(label, p.vocab) && "token_logps: label out of range");
+  }
   const scalar_t* row = p.logits + r * p.logits_row_stride;
   const acc_t lse = p.lse[r];
-  for (int64_t j = threadIdx.x; j < p.vocab; j += kThreads) {
-    out[j] = static_cast<scalar_t>(
-        kernels::token_logps_grad<acc_t>(static_cast<acc_t>(row[j]), j == label, lse, g, p.inv_temperature));
+  const int64_t col = label - p.label_offset;
+  // Each element is read and then written by the same thread, so out may alias row (in-place backward).
+  kc::transform_row<kThreads>(row, out, p.vocab, [&](int64_t j, scalar_t x) {
+    return kernels::token_logps_grad<acc_t>(static_cast<acc_t>(x), j == col, lse, g, p.inv_temperature);
+  });
+}
+
+template <typename Params, typename Launch>
+void launch_by_vocab(const Params& p, Launch&& launch) {
+  if (p.vocab <= kc::kWarpRowMaxVocab) {
+    launch(std::integral_constant<int, 32>{});
+  } else {
+    launch(std::integral_constant<int, 256>{});
   }
 }
 
 std::tuple<at::Tensor, at::Tensor> token_logps_cuda(const at::Tensor& logits_in, const at::Tensor& labels,
-                                                    int64_t ignore_index, double temperature) {
+                                                    int64_t ignore_index, double temperature,
+                                                    bool /*inplace_backward*/) {
   detail::check_token_logps_inputs(logits_in, labels, temperature);
   const c10::cuda::CUDAGuard guard(logits_in.device());
   const at::Tensor logits = detail::vocab_contiguous(logits_in);
@@ -115,24 +113,24 @@ std::tuple<at::Tensor, at::Tensor> token_logps_cuda(const at::Tensor& logits_in,
     p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
     p.logps = logps.mutable_data_ptr<acc_t>();
     p.lse = lse.mutable_data_ptr<acc_t>();
-    token_logps_forward_kernel<scalar_t, acc_t><<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch_by_vocab(p, [&](auto threads) {
+      constexpr int kThreads = decltype(threads)::value;
+      token_logps_forward_kernel<kThreads, scalar_t, acc_t><<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
   return {logps, lse};
 }
 
-at::Tensor token_logps_backward_cuda(const at::Tensor& grad_logps_in, const at::Tensor& logits_in,
-                                     const at::Tensor& labels, const at::Tensor& lse_in, int64_t ignore_index,
-                                     double temperature) {
-  detail::check_token_logps_inputs(logits_in, labels, temperature);
-  detail::check_token_logps_backward_inputs(grad_logps_in, logits_in, labels, lse_in);
-  const c10::cuda::CUDAGuard guard(logits_in.device());
-  const at::Tensor logits = detail::vocab_contiguous(logits_in);
+void run_backward(const at::Tensor& grad_logps_in, const at::Tensor& logits, const at::Tensor& labels,
+                  const at::Tensor& lse_in, int64_t ignore_index, double temperature, const at::Tensor& grad_logits,
+                  int64_t label_offset, bool check_labels) {
+  if (logits.size(0) == 0 || logits.size(1) == 0) return;
+  TORCH_CHECK(logits.size(0) <= int64_t{2147483647}, "logits has ", logits.size(0),
+              " rows; the CUDA kernel supports at most 2^31 - 1");
   const auto acc_dtype = at::toOpMathType(logits.scalar_type());
   const at::Tensor grad_logps = grad_logps_in.to(acc_dtype).contiguous();
   const at::Tensor lse = lse_in.contiguous();
-  at::Tensor grad_logits = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
-  if (logits.size(0) == 0) return grad_logits;
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "token_logps_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -148,11 +146,38 @@ at::Tensor token_logps_backward_cuda(const at::Tensor& grad_logps_in, const at::
     p.labels_stride = labels.stride(0);
     p.grad_stride = grad_logits.stride(0);
     p.ignore_index = ignore_index;
+    p.label_offset = label_offset;
+    p.check_labels = check_labels;
     p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
-    token_logps_backward_kernel<scalar_t, acc_t><<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch_by_vocab(p, [&](auto threads) {
+      constexpr int kThreads = decltype(threads)::value;
+      token_logps_backward_kernel<kThreads, scalar_t, acc_t><<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
+}
+
+at::Tensor token_logps_backward_cuda(const at::Tensor& grad_logps, const at::Tensor& logits_in,
+                                     const at::Tensor& labels, const at::Tensor& lse, int64_t ignore_index,
+                                     double temperature) {
+  detail::check_token_logps_inputs(logits_in, labels, temperature);
+  detail::check_token_logps_backward_inputs(grad_logps, logits_in, labels, lse);
+  const c10::cuda::CUDAGuard guard(logits_in.device());
+  const at::Tensor logits = detail::vocab_contiguous(logits_in);
+  at::Tensor grad_logits = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
+  run_backward(grad_logps, logits, labels, lse, ignore_index, temperature, grad_logits, 0, true);
   return grad_logits;
+}
+
+void token_logps_backward_inplace_cuda(const at::Tensor& grad_logps, const at::Tensor& logits,
+                                       const at::Tensor& labels, const at::Tensor& lse, int64_t ignore_index,
+                                       double temperature, int64_t label_offset, int64_t vocab) {
+  detail::check_token_logps_inputs(logits, labels, temperature);
+  detail::check_token_logps_backward_inputs(grad_logps, logits, labels, lse);
+  detail::check_token_logps_inplace_inputs(logits, label_offset, vocab);
+  const c10::cuda::CUDAGuard guard(logits.device());
+  const bool whole_vocabulary = label_offset == 0 && (vocab < 0 || vocab == logits.size(1));
+  run_backward(grad_logps, logits, labels, lse, ignore_index, temperature, logits, label_offset, whole_vocabulary);
 }
 
 }  // namespace
@@ -160,6 +185,7 @@ at::Tensor token_logps_backward_cuda(const at::Tensor& grad_logps_in, const at::
 TORCH_LIBRARY_IMPL(prefopt, CUDA, m) {
   m.impl("token_logps", &token_logps_cuda);
   m.impl("_token_logps_backward", &token_logps_backward_cuda);
+  m.impl("_token_logps_backward_inplace", &token_logps_backward_inplace_cuda);
 }
 
 }  // namespace prefopt::ops

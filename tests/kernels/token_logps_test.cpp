@@ -172,6 +172,17 @@ TEST(TokenLogps, ExtremeLogitsStayFinite) {
   EXPECT_TRUE(logits.grad().isfinite().all().item<bool>());
 }
 
+// Large logits with small differences: subtracting the row max before the log keeps float32's relative precision
+// (z - lse would lose |lse| * 2^-24, about 1e-3 here).
+TEST(TokenLogps, LargeLogitsKeepFloat32Precision) {
+  torch::manual_seed(6);
+  const torch::Tensor logits = 1e4 + torch::randn({8, 300});  // exactly representable offset, float32
+  const torch::Tensor labels = torch::randint(300, {8}, torch::kLong);
+  const torch::Tensor logps = token_logps(logits, labels);
+  const Eigen::VectorXd ref = reference_logps(testing::to_matrix(logits), testing::to_labels(labels), 1.0);
+  EXPECT_LT(testing::max_abs_diff(ref, logps), 2e-5);
+}
+
 TEST(TokenLogps, NonContiguousLogits) {
   torch::manual_seed(9);
   const torch::Tensor base = torch::randn({40, 12}, torch::kDouble);
@@ -217,6 +228,9 @@ TEST(TokenLogps, BadInputGivesClearErrors) {
                "logits must be a floating tensor");
   expect_error([&] { token_logps(logits, torch::tensor({0, 1, 1}, torch::kLong), -100, 0.0); },
                "temperature must be finite and > 0, got 0");
+  // 1/T overflows float32: refused rather than turned into NaN log-probs.
+  expect_error([&] { token_logps(logits, torch::tensor({0, 1, 1}, torch::kLong), -100, 1e-45); },
+               "temperature must be at least 3e-39 (1/temperature must be finite in float32), got ");
 }
 
 TEST(TokenLogpsCuda, MatchesCpuKernel) {
