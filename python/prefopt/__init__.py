@@ -16,7 +16,16 @@ from ._library import load_library as _load_library
 library_path: str = _load_library()
 
 from .losses import DPOLoss, DPOLossResult, dpo_loss  # noqa: E402
-from .scoring import sequence_logps, token_logps  # noqa: E402
+from .scoring import (  # noqa: E402
+    fused_linear_logps,
+    sequence_kl,
+    sequence_logps,
+    token_entropy,
+    token_kl,
+    token_logps,
+    wpo_log_weights,
+    wpo_sequence_log_weights,
+)
 from .sequence_reductions import ld_dpo_logps, mean_token_nll, wpo_pair_weights  # noqa: E402
 from .reference_free import PairLossResult, cpo_loss, orpo_loss, simpo_loss  # noqa: E402
 from .reward import RewardLossResult, reward_loss  # noqa: E402
@@ -76,6 +85,12 @@ __all__ = [
     "spo_loss",
     "extract_keyphrases",
     "graded_removal",
+    "token_kl",
+    "sequence_kl",
+    "token_entropy",
+    "wpo_log_weights",
+    "wpo_sequence_log_weights",
+    "fused_linear_logps",
     "library_path",
     "__version__",
 ]

@@ -432,7 +432,7 @@ LossOutput ranklist_loss(const torch::Tensor& policy_logps, const torch::Tensor&
   } else {
     const detail::AnchorLogSumExp anchors = detail::anchor_logsumexp(s, spec, /*include_self=*/true);
     losses = anchors.value.sum(1);
-    count = detail::pair_weights(spec, b.acc).gt(0).sum({1, 2});
+    count = anchors.pair_counts;
   }
   LossOutput out = finish(losses, s, b, options.reduction());
   out.metrics["pairs/count"] = count.to(at::kFloat).mean();

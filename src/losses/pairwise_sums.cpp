@@ -1,12 +1,15 @@
-// Plain ATen bodies of the pairwise margin reductions (see pairwise_sums.h). They materialise [B, K, K]
-// tensors: d_ij = s_i - s_j, the pair weights, and the per-pair terms. A fused kernel replaces these bodies
-// for large K; until then, what they compute is the specification the kernel is tested against.
+// The pairwise margin reductions of pairwise_sums.h. The loss-facing sums (pairwise_logistic_sums,
+// anchor_logsumexp) run on the fused pairwise_margin_reduce operator, so no [B, K, K] tensor exists for them in
+// the forward or the backward; pair_weights, dense_levels and descending_positions build [B, K, K] tensors, but
+// only detached, for metrics and for the data of a pair (levels, positions).
 #include "pairwise_sums.h"
 
 #include <limits>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+
+#include "../../kernels/pairwise_margin_reduce.h"
 
 namespace prefopt::detail {
 namespace {
@@ -17,13 +20,6 @@ at::Tensor valid_pairs(const at::Tensor& mask) {
   const at::Tensor both = mask.unsqueeze(2).logical_and(mask.unsqueeze(1));
   const at::Tensor off_diagonal = at::eye(k, mask.options().dtype(at::kBool)).logical_not();
   return both.logical_and(off_diagonal.unsqueeze(0));
-}
-
-// [B, K, K] d_ij = s_i - s_j, with invalid entries' scores replaced by 0 first (so garbage or +-inf in
-// padding never reaches a sum, a gradient, or a 0 * inf).
-at::Tensor pair_differences(const at::Tensor& scores, const at::Tensor& mask) {
-  const at::Tensor s = at::where(mask, scores, at::zeros({}, scores.options()));
-  return s.unsqueeze(2) - s.unsqueeze(1);
 }
 
 }  // namespace
@@ -77,35 +73,74 @@ at::Tensor pair_weights(const PairSpec& spec, at::ScalarType dtype) {
   return weights;
 }
 
+namespace {
+
+// The operator's view of a PairSpec: which pairs, and the weight factors of a pair that takes part.
+struct KernelPairs {
+  std::optional<at::Tensor> labels, gain, discount, positions;
+  ops::PairwiseMarginOptions options;
+};
+
+KernelPairs kernel_pairs(const PairSpec& spec, bool with_weights) {
+  KernelPairs k;
+  if (spec.set == PairSet::Preferred) {
+    k.options.pairs("label_order").label_margin(spec.min_margin);
+    k.labels = spec.grades;
+    if (spec.max_level_distance > 0) {
+      // Preferred pairs have level_i < level_j, so the operator's |level_i - level_j| bound is the window.
+      k.positions = dense_levels(spec.grades, spec.mask);
+      k.options.max_distance(spec.max_level_distance);
+    }
+  } else {
+    k.options.pairs("all");
+  }
+  if (with_weights && spec.weight == PairWeight::Lambda) {
+    k.gain = spec.gains;
+    k.discount = spec.inv_discounts;
+  }
+  return k;
+}
+
+std::tuple<at::Tensor, at::Tensor> reduce(const at::Tensor& scores, const PairSpec& spec, const KernelPairs& k) {
+  // Invalid entries are zeroed first: they never form a pair, and a NaN there must not reach a gradient.
+  const at::Tensor s = at::where(spec.mask, scores, at::zeros({}, scores.options()));
+  return ops::pairwise_margin_reduce(s, k.labels, spec.mask, k.gain, k.discount, k.positions, k.options);
+}
+
+// [B] number of pairs that take part (before any weight).
+at::Tensor pair_counts(const at::Tensor& scores, const PairSpec& spec) {
+  c10::NoGradGuard no_grad;
+  KernelPairs k = kernel_pairs(spec, /*with_weights=*/false);
+  return std::get<1>(reduce(scores.detach(), spec, k)).sum(1).round().to(at::kLong);
+}
+
+}  // namespace
+
 PairSums pairwise_logistic_sums(const at::Tensor& scores, const PairSpec& spec) {
-  const at::Tensor weights = pair_weights(spec, scores.scalar_type());
-  const at::Tensor d = pair_differences(scores, spec.mask);
-  // -logsig(d) is finite for every finite d; pairs with weight 0 contribute exact zeros.
-  const at::Tensor terms = weights * -at::log_sigmoid(d);
+  KernelPairs k = kernel_pairs(spec, /*with_weights=*/true);
+  k.options.fn("log1p_exp_neg").reduce("sum");
+  const auto [per_anchor, weight] = reduce(scores, spec, k);
   PairSums out;
-  out.value = terms.sum({1, 2});
-  out.weight = weights.sum({1, 2});
-  out.count = weights.gt(0).sum({1, 2});
+  out.value = per_anchor.sum(1);
+  out.weight = weight.sum(1).detach();
+  // Pairs that take part. With lambda weights that is also the number with w_ij > 0 unless two gains or two
+  // inverse discounts of a pair tie exactly (LiPO's are distinct for distinct grades and positions).
+  out.count = spec.weight == PairWeight::Lambda ? pair_counts(scores, spec)
+                                                : weight.detach().sum(1).round().to(at::kLong);
   return out;
 }
 
 AnchorLogSumExp anchor_logsumexp(const at::Tensor& scores, const PairSpec& spec, bool include_self) {
-  const at::Tensor weights = pair_weights(spec, scores.scalar_type());
-  const at::Tensor take = weights.gt(0);
+  KernelPairs k = kernel_pairs(spec, /*with_weights=*/true);
+  // log sum_j w_ij exp(-(s_i - s_j)) = log sum_j w_ij exp(s_j - s_i); -inf at an anchor with no pair.
+  k.options.fn("exp_neg").reduce("logsumexp");
+  const auto [lse, weight] = reduce(scores, spec, k);
   AnchorLogSumExp out;
-  out.has_pairs = take.any(2);
-  // Terms log w_ij + s_j - s_i; pairs that do not take part are -inf (exp gives 0). A row with no pair
-  // would make logsumexp -inf with a NaN gradient, so such rows are fed zeros and overwritten after.
-  const at::Tensor d = -pair_differences(scores, spec.mask);  // [b, i, j] = s_j - s_i
-  const at::Tensor neg_inf = at::full({}, -std::numeric_limits<double>::infinity(), d.options());
-  at::Tensor terms = at::where(take, d + weights.clamp_min(std::numeric_limits<float>::min()).log(), neg_inf);
-  terms = at::where(out.has_pairs.unsqueeze(2), terms, at::zeros({}, d.options()));
-  if (include_self) {
-    // The anchor's own term exp(s_i - s_i) = 1.
-    terms = at::cat({terms, at::zeros({terms.size(0), terms.size(1), 1}, d.options())}, 2);
-  }
-  const at::Tensor lse = at::logsumexp(terms, {2});
-  out.value = at::where(out.has_pairs, lse, at::zeros({}, lse.options()));
+  out.has_pairs = weight.detach().gt(0);
+  out.pair_counts = pair_counts(scores, spec);
+  // With the anchor's own term: log(1 + exp(lse)) = softplus(lse), which is 0 at lse = -inf.
+  const at::Tensor value = include_self ? at::softplus(lse) : lse;
+  out.value = at::where(out.has_pairs, value, at::zeros({}, value.options()));
   return out;
 }
 

@@ -2,11 +2,10 @@
 // list, masked sums over ordered pairs (i, j) of a weight times a function of s_i - s_j, and per-anchor
 // log-sum-exps over the same pairs. Internal to the library.
 //
-// This is the seam for the pairwise_margin_reduce kernel: the bodies in pairwise_sums.cpp are plain ATen
-// compositions that build [B, K, K] tensors (fine for the K <= 64 lists of preference data); a fused kernel
-// computes the same sums and their gradients in one pass without the [B, K, K] tensors, and replaces the
-// bodies without any loss changing. Everything that selects or weights a pair is data (labels, the mask,
-// gains and discounts, a detached ranking): only the scores are differentiated.
+// pairwise_logistic_sums and anchor_logsumexp run on the fused pairwise_margin_reduce operator (kernels/), so
+// the losses never build a [B, K, K] tensor to differentiate; pair_weights (detached, for metrics) still does.
+// Everything that selects or weights a pair is data (labels, the mask, gains and discounts, a detached
+// ranking): only the scores are differentiated.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -57,7 +56,8 @@ struct PairSums {
   at::Tensor value;
   /// [B] sum_{i,j} w_ij (the normaliser of a mean over pairs). Detached.
   at::Tensor weight;
-  /// [B] number of pairs with w_ij > 0. Detached.
+  /// [B] int64 number of pairs that take part (w_ij > 0; for lambda weights, pairs selected before weighting,
+  /// which differ only where two gains or two inverse discounts tie exactly). Detached.
   at::Tensor count;
 };
 
@@ -73,6 +73,8 @@ struct AnchorLogSumExp {
   at::Tensor value;
   /// [B, K] bool: the anchor is valid and has at least one pair (i, j) with w_ij > 0. Detached.
   at::Tensor has_pairs;
+  /// [B] int64 number of pairs that take part in each list (as PairSums::count). Detached.
+  at::Tensor pair_counts;
 };
 
 AnchorLogSumExp anchor_logsumexp(const at::Tensor& scores, const PairSpec& spec, bool include_self);
