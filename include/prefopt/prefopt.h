@@ -19,3 +19,13 @@
 #include <prefopt/scoring.h>
 #include <prefopt/sequence_reductions.h>
 #include <prefopt/version.h>
+// Sampling from the model, and the train layer (Trainer, schedule, checkpoints, logging, run configs).
+#include <prefopt/model/generate.h>
+#include <prefopt/train/checkpoint.h>
+#include <prefopt/train/config.h>
+#include <prefopt/train/dataset.h>
+#include <prefopt/train/logging.h>
+#include <prefopt/train/loss_registry.h>
+#include <prefopt/train/optim.h>
+#include <prefopt/train/schedule.h>
+#include <prefopt/train/trainer.h>

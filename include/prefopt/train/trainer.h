@@ -1,0 +1,197 @@
+// The Trainer: fine-tunes a LlamaForCausalLM with any prefopt loss chosen by name, on pairs, ranked lists,
+// unpaired examples or completions, with AdamW, warm-up + cosine schedule, gradient clipping and accumulation,
+// a frozen or precomputed reference, evaluation, metrics logging and atomic, exactly resumable checkpoints.
+// It composes the layers below (data, model, scoring, losses) and never changes their math; it never reads a
+// config file (train/config.h does) and never spawns threads of its own.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include <prefopt/model/llama.h>
+#include <prefopt/train/dataset.h>
+#include <prefopt/train/loss_registry.h>
+
+namespace prefopt::train {
+
+/// Where the reference log-probs of a loss that needs a reference come from.
+enum class RefModelMode {
+  Copy,         ///< "copy": a frozen clone of the initial policy (requires_grad false, eval mode, no grad)
+  Precomputed,  ///< "precomputed": computed once before training by that clone, cached in a file, reused on resume
+};
+std::string to_string(RefModelMode mode);
+/// "copy" or "precomputed"; any other name is an error listing them.
+RefModelMode ref_model_mode_from_string(std::string_view name);
+
+/// How progress is reported on stderr.
+enum class ProgressMode {
+  Auto,    ///< "auto": a bar with rate and ETA when stderr is a terminal, plain lines otherwise
+  Bar,     ///< "bar"
+  Lines,   ///< "lines": one line per logging step
+  Silent,  ///< "silent": nothing (metrics still go to metrics.jsonl and TrainResult)
+};
+std::string to_string(ProgressMode mode);
+ProgressMode progress_mode_from_string(std::string_view name);
+
+/// Everything a Trainer needs besides the model and the data. Names follow TRL / transformers'
+/// TrainingArguments where one exists. Steps are optimizer steps (one per gradient_accumulation_steps
+/// micro-batches).
+///
+/// Example:
+/// ```
+/// auto config = prefopt::train::TrainerConfig()
+///                   .loss("dpo").loss_options({{"beta", 0.1}, {"loss_type", std::string("ipo")}})
+///                   .learning_rate(5e-5).batch_size(4).gradient_accumulation_steps(2)
+///                   .max_steps(100).warmup_ratio(0.1).output_dir("runs/dpo");
+/// ```
+struct TrainerConfig {
+  /// The loss, by registry name (loss_registry.h: "sft", "dpo", "simpo", "cpo", "orpo", "kto", "tdpo", "pro",
+  /// "lipo_lambda", ...), and its options by name (errors list the valid ones).
+  TORCH_ARG(std::string, loss) = "dpo";
+  TORCH_ARG(LossOptions, loss_options) = {};
+  /// Reference for losses that need one; ignored by reference-free losses.
+  TORCH_ARG(RefModelMode, ref_model) = RefModelMode::Copy;
+  /// The precomputed reference log-probs file; empty: "<output_dir>/ref_logps.pt" (required then).
+  TORCH_ARG(std::string, ref_logps_cache) = "";
+
+  /// AdamW (decoupled weight decay, applied to every parameter).
+  TORCH_ARG(double, learning_rate) = 1e-6;
+  TORCH_ARG(double, adam_beta1) = 0.9;
+  TORCH_ARG(double, adam_beta2) = 0.999;
+  TORCH_ARG(double, adam_epsilon) = 1e-8;
+  TORCH_ARG(double, weight_decay) = 0.0;
+  /// Clip the global L2 norm of the gradients to this before each step; 0 disables clipping.
+  TORCH_ARG(double, max_grad_norm) = 1.0;
+
+  /// Schedule (schedule.h): linear warm-up from 0 over warmup_steps (or, when warmup_steps is 0,
+  /// ceil(warmup_ratio * total steps)), then "cosine" decay to min_lr_ratio * learning_rate at the last step,
+  /// or "constant".
+  TORCH_ARG(std::string, lr_scheduler_type) = "cosine";
+  TORCH_ARG(int64_t, warmup_steps) = 0;
+  TORCH_ARG(double, warmup_ratio) = 0.0;
+  TORCH_ARG(double, min_lr_ratio) = 0.0;
+
+  /// Examples per micro-batch (pairs, lists, unpaired examples or completions).
+  TORCH_ARG(int64_t, batch_size) = 4;
+  TORCH_ARG(int64_t, eval_batch_size) = 8;
+  /// Micro-batches whose gradients add up to one optimizer step; the loss of each is divided by this.
+  TORCH_ARG(int64_t, gradient_accumulation_steps) = 1;
+  /// Epochs over the training data; max_steps > 0 overrides it. An epoch's last incomplete micro-batch is kept;
+  /// an optimizer step never spans two epochs (a short last step accumulates fewer micro-batches).
+  TORCH_ARG(int64_t, num_train_epochs) = 1;
+  TORCH_ARG(int64_t, max_steps) = -1;
+  /// Shuffle the training data each epoch with a std::mt19937_64 seeded from seed.
+  TORCH_ARG(bool, shuffle) = true;
+
+  /// Log (average the metrics of the steps since the last log, append to metrics.jsonl) every logging_steps;
+  /// evaluate every eval_steps (0: only at the end, when there is eval data); checkpoint every save_steps
+  /// (0: only at the end, when output_dir is set).
+  TORCH_ARG(int64_t, logging_steps) = 10;
+  TORCH_ARG(int64_t, eval_steps) = 0;
+  TORCH_ARG(int64_t, save_steps) = 0;
+  /// Keep at most this many checkpoint-<step> directories (oldest removed); 0 keeps all.
+  TORCH_ARG(int64_t, save_total_limit) = 0;
+  /// Metrics, checkpoints and the final model go here; empty: nothing is written (checkpoints disabled).
+  TORCH_ARG(std::string, output_dir) = "";
+  /// A checkpoint directory (output_dir/checkpoint-<step>) to continue from, exactly.
+  TORCH_ARG(std::string, resume_from) = "";
+  /// Also write the final model to "<output_dir>/final" (save_llama) at the end of train().
+  TORCH_ARG(bool, save_final_model) = true;
+
+  /// Seeds torch (torch::manual_seed) and the data shuffle. On the CPU two runs with the same seed, data and
+  /// config give bit-identical losses.
+  TORCH_ARG(uint64_t, seed) = 42;
+  TORCH_ARG(ProgressMode, progress) = ProgressMode::Auto;
+  /// The device the model and batches live on; the model is moved there.
+  TORCH_ARG(torch::Device, device) = torch::kCPU;
+};
+
+/// Metrics of one optimizer step, one logging interval or one evaluation, under TRL's names: "loss",
+/// "learning_rate", "grad_norm", "epoch", "rewards/chosen", "rewards/rejected", "rewards/accuracies",
+/// "rewards/margins", "logps/chosen", "logps/rejected", ... (evaluation: "eval_loss", "eval_rewards/...",
+/// and for lists "eval_ranking/accuracy", "eval_ranking/kendall_tau", "eval_ranking/ndcg").
+struct LogEntry {
+  /// Optimizer steps completed when the entry was made (1-based for training steps).
+  int64_t step = 0;
+  /// Fractional epoch: completed epochs + the fraction of this epoch's micro-batches done.
+  double epoch = 0.0;
+  std::map<std::string, double> metrics;
+};
+
+/// What train() did.
+struct TrainResult {
+  /// Optimizer steps completed in total (including those before a resumption).
+  int64_t global_step = 0;
+  /// One entry per optimizer step run by this call, in order ("loss" is the accumulated step's loss).
+  std::vector<LogEntry> steps;
+  /// One entry per logging step (what metrics.jsonl got), and one per evaluation.
+  std::vector<LogEntry> logs;
+  std::vector<LogEntry> evals;
+  /// The last checkpoint written, or empty.
+  std::string last_checkpoint;
+};
+
+/// Fine-tunes `model` in place.
+///
+/// - model: a LlamaForCausalLM (float32, bf16 or fp16 parameters); moved to config.device, put in train mode.
+/// - train_data: any Dataset the loss accepts ("sft" takes completions, or pairs' chosen responses; pairwise
+///   losses take pairs; list losses take ranked lists; "kto" takes unpaired examples); must be non-empty.
+/// - eval_data: optional held-out data of the same format.
+/// A reference, when the loss needs one, is a frozen clone of the model taken at construction (before any
+/// resumption loads weights, and then the checkpoint's reference is loaded, so a resumed run scores against
+/// the same reference).
+///
+/// Example:
+/// ```
+/// auto model = prefopt::load_llama("Qwen2.5-0.5B");
+/// prefopt::data::ByteTokenizer tok;
+/// auto data = prefopt::train::Dataset::read("pairs.jsonl", prefopt::train::DataFormat::Pairwise, tok);
+/// prefopt::train::Trainer trainer(prefopt::train::TrainerConfig().loss("dpo").max_steps(10), model, data);
+/// auto result = trainer.train();
+/// result.steps.back().metrics.at("loss");
+/// auto eval = trainer.evaluate(data);           // {"eval_loss", "eval_rewards/accuracies", ...}
+/// ```
+class Trainer {
+ public:
+  Trainer(TrainerConfig config, LlamaForCausalLM model, Dataset train_data,
+          std::optional<Dataset> eval_data = std::nullopt);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  /// Trains until max_steps / num_train_epochs (resuming from config.resume_from first, if set).
+  /// Throws on a non-finite loss, naming the step.
+  TrainResult train();
+  /// Evaluates on the eval data given at construction (an error when there is none) / on `data`. Metrics are
+  /// eval_-prefixed, averaged over examples; the model is left in the mode it was in.
+  std::map<std::string, double> evaluate();
+  std::map<std::string, double> evaluate(const Dataset& data);
+
+  /// Writes a checkpoint of the current state to `directory` atomically (see checkpoint.h) / restores one.
+  void save_checkpoint(const std::string& directory);
+  void load_checkpoint(const std::string& directory);
+
+  /// Called with each logging-step entry and each evaluation, after they are written.
+  void set_log_callback(std::function<void(const LogEntry& entry, bool is_eval)> callback);
+
+  /// The policy being trained (the same module the constructor got).
+  LlamaForCausalLM model() const;
+  const TrainerConfig& config() const;
+  /// Optimizer steps completed, and the total train() will reach.
+  int64_t global_step() const;
+  int64_t total_steps() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace prefopt::train
