@@ -122,6 +122,15 @@ at::Tensor pairwise_item_tensor(const std::optional<at::Tensor>& t, at::ScalarTy
   return t->to(dtype).contiguous();
 }
 
+PairwiseItems pairwise_items(const at::Tensor& scores, const std::optional<at::Tensor>& labels,
+                             const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& gain,
+                             const std::optional<at::Tensor>& discount, const std::optional<at::Tensor>& positions,
+                             at::ScalarType acc) {
+  return {scores.to(acc).contiguous(),        pairwise_item_tensor(labels, acc),
+          pairwise_item_tensor(mask, at::kBool), pairwise_item_tensor(gain, acc),
+          pairwise_item_tensor(discount, acc),  pairwise_item_tensor(positions, acc)};
+}
+
 }  // namespace detail
 
 TORCH_LIBRARY_FRAGMENT(prefopt, m) {

@@ -25,6 +25,8 @@
 #include <c10/util/string_view.h>
 #include <torch/arg.h>
 
+#include "common/pairwise_margin_reduce.h"
+
 namespace prefopt::ops {
 
 struct PairwiseMarginOptions {
@@ -80,6 +82,37 @@ at::Tensor pairwise_margin_reduce_backward(const at::Tensor& grad_per_anchor, co
 
 // The optional per-item tensors as contiguous tensors of `dtype` (mask as bool), or undefined.
 at::Tensor pairwise_item_tensor(const std::optional<at::Tensor>& t, at::ScalarType dtype);
+
+// The inputs as the kernels read them: contiguous, in the accumulation dtype (mask bool), undefined when absent.
+struct PairwiseItems {
+  at::Tensor scores, labels, mask, gain, discount, positions;
+};
+PairwiseItems pairwise_items(const at::Tensor& scores, const std::optional<at::Tensor>& labels,
+                             const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& gain,
+                             const std::optional<at::Tensor>& discount, const std::optional<at::Tensor>& positions,
+                             at::ScalarType acc);
+
+// The kernel parameters of `t` (shared by the CPU and CUDA kernels; outputs are filled in by the caller).
+template <typename acc_t>
+kernels::PairwiseParams<acc_t> make_pairwise_params(const PairwiseItems& t, const PairwiseConfig& c,
+                                                    double label_margin, int64_t max_distance) {
+  auto ptr = [](const at::Tensor& x) { return x.defined() ? x.const_data_ptr<acc_t>() : nullptr; };
+  kernels::PairwiseParams<acc_t> p{};
+  p.scores = t.scores.const_data_ptr<acc_t>();
+  p.labels = ptr(t.labels);
+  p.mask = t.mask.defined() ? t.mask.const_data_ptr<bool>() : nullptr;
+  p.gain = ptr(t.gain);
+  p.discount = ptr(t.discount);
+  p.positions = ptr(t.positions);
+  p.lists = t.scores.size(0);
+  p.items = t.scores.size(1);
+  p.fn = c.fn;
+  p.reduce = c.reduce;
+  p.rule = c.rule;
+  p.label_margin = static_cast<acc_t>(label_margin);
+  p.max_distance = static_cast<acc_t>(max_distance);
+  return p;
+}
 
 }  // namespace detail
 }  // namespace prefopt::ops

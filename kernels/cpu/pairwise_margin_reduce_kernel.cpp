@@ -19,43 +19,6 @@ namespace {
 using kernels::PairAnchorState;
 using kernels::PairwiseParams;
 
-struct ItemTensors {
-  at::Tensor scores, labels, mask, gain, discount, positions;
-};
-
-ItemTensors prepare(const at::Tensor& scores, const std::optional<at::Tensor>& labels,
-                    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& gain,
-                    const std::optional<at::Tensor>& discount, const std::optional<at::Tensor>& positions,
-                    at::ScalarType acc) {
-  return {scores.to(acc).contiguous(),
-          detail::pairwise_item_tensor(labels, acc),
-          detail::pairwise_item_tensor(mask, at::kBool),
-          detail::pairwise_item_tensor(gain, acc),
-          detail::pairwise_item_tensor(discount, acc),
-          detail::pairwise_item_tensor(positions, acc)};
-}
-
-template <typename acc_t>
-PairwiseParams<acc_t> make_params(const ItemTensors& t, const detail::PairwiseConfig& c, double label_margin,
-                                  int64_t max_distance) {
-  auto ptr = [](const at::Tensor& x) { return x.defined() ? x.const_data_ptr<acc_t>() : nullptr; };
-  PairwiseParams<acc_t> p{};
-  p.scores = t.scores.const_data_ptr<acc_t>();
-  p.labels = ptr(t.labels);
-  p.mask = t.mask.defined() ? t.mask.const_data_ptr<bool>() : nullptr;
-  p.gain = ptr(t.gain);
-  p.discount = ptr(t.discount);
-  p.positions = ptr(t.positions);
-  p.lists = t.scores.size(0);
-  p.items = t.scores.size(1);
-  p.fn = c.fn;
-  p.reduce = c.reduce;
-  p.rule = c.rule;
-  p.label_margin = static_cast<acc_t>(label_margin);
-  p.max_distance = static_cast<acc_t>(max_distance);
-  return p;
-}
-
 int64_t grain(int64_t items) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(items, 1)); }
 
 std::tuple<at::Tensor, at::Tensor> pairwise_margin_reduce_cpu(
@@ -70,10 +33,10 @@ std::tuple<at::Tensor, at::Tensor> pairwise_margin_reduce_cpu(
   at::Tensor per_anchor = at::empty(scores.sizes(), scores.options().dtype(acc));
   at::Tensor weight_sum = at::empty(scores.sizes(), scores.options().dtype(acc));
   if (scores.numel() == 0) return {per_anchor, weight_sum};
-  const ItemTensors t = prepare(scores, labels, mask, gain, discount, positions, acc);
+  const detail::PairwiseItems t = detail::pairwise_items(scores, labels, mask, gain, discount, positions, acc);
   AT_DISPATCH_FLOATING_TYPES(acc, "pairwise_margin_reduce_cpu", [&] {
     using acc_t = scalar_t;
-    auto p = make_params<acc_t>(t, config, label_margin, max_distance);
+    auto p = detail::make_pairwise_params<acc_t>(t, config, label_margin, max_distance);
     p.per_anchor = per_anchor.mutable_data_ptr<acc_t>();
     p.weight_sum = weight_sum.mutable_data_ptr<acc_t>();
     at::parallel_for(0, p.lists * p.items, grain(p.items), [&](int64_t begin, int64_t end) {
@@ -110,12 +73,12 @@ at::Tensor pairwise_margin_reduce_backward_cpu(
   const auto acc = at::toOpMathType(scores.scalar_type());
   at::Tensor grad = at::empty(scores.sizes(), scores.options().dtype(acc));
   if (scores.numel() == 0) return grad.to(scores.scalar_type());
-  const ItemTensors t = prepare(scores, labels, mask, gain, discount, positions, acc);
+  const detail::PairwiseItems t = detail::pairwise_items(scores, labels, mask, gain, discount, positions, acc);
   const at::Tensor g = grad_per_anchor.to(acc).contiguous();
   const at::Tensor per_anchor = per_anchor_in.to(acc).contiguous();
   AT_DISPATCH_FLOATING_TYPES(acc, "pairwise_margin_reduce_backward_cpu", [&] {
     using acc_t = scalar_t;
-    auto p = make_params<acc_t>(t, config, label_margin, max_distance);
+    auto p = detail::make_pairwise_params<acc_t>(t, config, label_margin, max_distance);
     p.grad_per_anchor = g.const_data_ptr<acc_t>();
     p.per_anchor = const_cast<acc_t*>(per_anchor.const_data_ptr<acc_t>());  // read only in the backward
     p.grad_scores = grad.mutable_data_ptr<acc_t>();

@@ -35,23 +35,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> token_kl_cpu(const at::Tensor& po
   const int64_t n = policy.size(0);
   at::Tensor kl = at::empty({n}, options), policy_lse = at::empty({n}, options), ref_lse = at::empty({n}, options);
   if (n == 0) return {kl, policy_lse, ref_lse};
-  const bool has_labels = labels.has_value() && labels->defined();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, policy.scalar_type(), "token_kl_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    kernels::TokenKlParams<scalar_t, acc_t> p{};
-    p.policy = policy.const_data_ptr<scalar_t>();
-    p.ref = ref.const_data_ptr<scalar_t>();
-    p.labels = has_labels ? labels->const_data_ptr<int64_t>() : nullptr;
-    p.rows = n;
-    p.vocab = policy.size(1);
-    p.policy_row_stride = policy.stride(0);
-    p.ref_row_stride = ref.stride(0);
-    p.labels_stride = has_labels ? labels->stride(0) : 0;
-    p.ignore_index = ignore_index;
-    p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
-    p.kl = kl.mutable_data_ptr<acc_t>();
-    p.policy_lse = policy_lse.mutable_data_ptr<acc_t>();
-    p.ref_lse = ref_lse.mutable_data_ptr<acc_t>();
+    auto p = detail::make_token_kl_params<scalar_t, acc_t>(policy, ref, labels, ignore_index, temperature, kl,
+                                                            policy_lse, ref_lse);
     forward_rows(p);
   });
   return {kl, policy_lse, ref_lse};
@@ -69,25 +56,10 @@ at::Tensor token_kl_backward_cpu(const at::Tensor& grad_kl_in, const at::Tensor&
   const auto acc_dtype = at::toOpMathType(policy.scalar_type());
   const at::Tensor grad_kl = grad_kl_in.to(acc_dtype).contiguous();
   const at::Tensor policy_lse = policy_lse_in.contiguous(), ref_lse = ref_lse_in.contiguous();
-  const bool has_labels = labels.has_value() && labels->defined();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, policy.scalar_type(), "token_kl_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    kernels::TokenKlBackwardParams<scalar_t, acc_t> p{};
-    p.policy = policy.const_data_ptr<scalar_t>();
-    p.ref = ref.const_data_ptr<scalar_t>();
-    p.labels = has_labels ? labels->const_data_ptr<int64_t>() : nullptr;
-    p.grad_kl = grad_kl.const_data_ptr<acc_t>();
-    p.policy_lse = policy_lse.const_data_ptr<acc_t>();
-    p.ref_lse = ref_lse.const_data_ptr<acc_t>();
-    p.grad_policy = grad.mutable_data_ptr<scalar_t>();
-    p.rows = policy.size(0);
-    p.vocab = policy.size(1);
-    p.policy_row_stride = policy.stride(0);
-    p.ref_row_stride = ref.stride(0);
-    p.labels_stride = has_labels ? labels->stride(0) : 0;
-    p.grad_stride = grad.stride(0);
-    p.ignore_index = ignore_index;
-    p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
+    auto p = detail::make_token_kl_backward_params<scalar_t, acc_t>(policy, ref, labels, grad_kl, policy_lse, ref_lse,
+                                                                     grad, ignore_index, temperature);
     backward_rows(p);
   });
   return grad;

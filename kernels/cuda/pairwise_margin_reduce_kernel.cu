@@ -80,43 +80,6 @@ __global__ void __launch_bounds__(kThreads) pairwise_backward_kernel(PairwisePar
   if (lane == 0) p.grad_scores[idx] = s.value;
 }
 
-struct ItemTensors {
-  at::Tensor scores, labels, mask, gain, discount, positions;
-};
-
-ItemTensors prepare(const at::Tensor& scores, const std::optional<at::Tensor>& labels,
-                    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& gain,
-                    const std::optional<at::Tensor>& discount, const std::optional<at::Tensor>& positions,
-                    at::ScalarType acc) {
-  return {scores.to(acc).contiguous(),
-          detail::pairwise_item_tensor(labels, acc),
-          detail::pairwise_item_tensor(mask, at::kBool),
-          detail::pairwise_item_tensor(gain, acc),
-          detail::pairwise_item_tensor(discount, acc),
-          detail::pairwise_item_tensor(positions, acc)};
-}
-
-template <typename acc_t>
-PairwiseParams<acc_t> make_params(const ItemTensors& t, const detail::PairwiseConfig& c, double label_margin,
-                                  int64_t max_distance) {
-  auto ptr = [](const at::Tensor& x) { return x.defined() ? x.const_data_ptr<acc_t>() : nullptr; };
-  PairwiseParams<acc_t> p{};
-  p.scores = t.scores.const_data_ptr<acc_t>();
-  p.labels = ptr(t.labels);
-  p.mask = t.mask.defined() ? t.mask.const_data_ptr<bool>() : nullptr;
-  p.gain = ptr(t.gain);
-  p.discount = ptr(t.discount);
-  p.positions = ptr(t.positions);
-  p.lists = t.scores.size(0);
-  p.items = t.scores.size(1);
-  p.fn = c.fn;
-  p.reduce = c.reduce;
-  p.rule = c.rule;
-  p.label_margin = static_cast<acc_t>(label_margin);
-  p.max_distance = static_cast<acc_t>(max_distance);
-  return p;
-}
-
 unsigned blocks_for(int64_t anchors) {
   const int64_t blocks = (anchors + kWarpsPerBlock - 1) / kWarpsPerBlock;
   TORCH_CHECK(blocks <= int64_t{2147483647}, "pairwise_margin_reduce: too many anchors (", anchors, ") for one launch");
@@ -136,10 +99,10 @@ std::tuple<at::Tensor, at::Tensor> pairwise_margin_reduce_cuda(
   at::Tensor per_anchor = at::empty(scores.sizes(), scores.options().dtype(acc));
   at::Tensor weight_sum = at::empty(scores.sizes(), scores.options().dtype(acc));
   if (scores.numel() == 0) return {per_anchor, weight_sum};
-  const ItemTensors t = prepare(scores, labels, mask, gain, discount, positions, acc);
+  const detail::PairwiseItems t = detail::pairwise_items(scores, labels, mask, gain, discount, positions, acc);
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(acc, "pairwise_margin_reduce_cuda", [&] {
-    auto p = make_params<scalar_t>(t, config, label_margin, max_distance);
+    auto p = detail::make_pairwise_params<scalar_t>(t, config, label_margin, max_distance);
     p.per_anchor = per_anchor.mutable_data_ptr<scalar_t>();
     p.weight_sum = weight_sum.mutable_data_ptr<scalar_t>();
     pairwise_forward_kernel<scalar_t><<<blocks_for(scores.numel()), kThreads, 0, stream>>>(p);
@@ -164,12 +127,12 @@ at::Tensor pairwise_margin_reduce_backward_cuda(
   const auto acc = at::toOpMathType(scores.scalar_type());
   at::Tensor grad = at::empty(scores.sizes(), scores.options().dtype(acc));
   if (scores.numel() == 0) return grad.to(scores.scalar_type());
-  const ItemTensors t = prepare(scores, labels, mask, gain, discount, positions, acc);
+  const detail::PairwiseItems t = detail::pairwise_items(scores, labels, mask, gain, discount, positions, acc);
   const at::Tensor g = grad_per_anchor.to(acc).contiguous();
   const at::Tensor per_anchor = per_anchor_in.to(acc).contiguous();
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(acc, "pairwise_margin_reduce_backward_cuda", [&] {
-    auto p = make_params<scalar_t>(t, config, label_margin, max_distance);
+    auto p = detail::make_pairwise_params<scalar_t>(t, config, label_margin, max_distance);
     p.grad_per_anchor = g.const_data_ptr<scalar_t>();
     p.per_anchor = const_cast<scalar_t*>(per_anchor.const_data_ptr<scalar_t>());  // read only in the backward
     p.grad_scores = grad.mutable_data_ptr<scalar_t>();

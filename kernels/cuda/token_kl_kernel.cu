@@ -94,24 +94,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> token_kl_cuda(const at::Tensor& p
   at::Tensor kl = at::empty({n}, options), policy_lse = at::empty({n}, options), ref_lse = at::empty({n}, options);
   if (n == 0) return {kl, policy_lse, ref_lse};
   TORCH_CHECK(n <= int64_t{2147483647}, "policy_logits has ", n, " rows; the CUDA kernel supports at most 2^31 - 1");
-  const bool has_labels = labels.has_value() && labels->defined();
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, policy.scalar_type(), "token_kl_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    kernels::TokenKlParams<scalar_t, acc_t> p{};
-    p.policy = policy.const_data_ptr<scalar_t>();
-    p.ref = ref.const_data_ptr<scalar_t>();
-    p.labels = has_labels ? labels->const_data_ptr<int64_t>() : nullptr;
-    p.rows = n;
-    p.vocab = policy.size(1);
-    p.policy_row_stride = policy.stride(0);
-    p.ref_row_stride = ref.stride(0);
-    p.labels_stride = has_labels ? labels->stride(0) : 0;
-    p.ignore_index = ignore_index;
-    p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
-    p.kl = kl.mutable_data_ptr<acc_t>();
-    p.policy_lse = policy_lse.mutable_data_ptr<acc_t>();
-    p.ref_lse = ref_lse.mutable_data_ptr<acc_t>();
+    auto p = detail::make_token_kl_params<scalar_t, acc_t>(policy, ref, labels, ignore_index, temperature, kl,
+                                                            policy_lse, ref_lse);
     launch_by_vocab(p.vocab, [&](auto threads) {
       constexpr int kThreads = decltype(threads)::value;
       token_kl_forward_kernel<kThreads, scalar_t, acc_t><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(p);
@@ -136,26 +123,11 @@ at::Tensor token_kl_backward_cuda(const at::Tensor& grad_kl_in, const at::Tensor
   const auto acc_dtype = at::toOpMathType(policy.scalar_type());
   const at::Tensor grad_kl = grad_kl_in.to(acc_dtype).contiguous();
   const at::Tensor policy_lse = policy_lse_in.contiguous(), ref_lse = ref_lse_in.contiguous();
-  const bool has_labels = labels.has_value() && labels->defined();
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, policy.scalar_type(), "token_kl_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    kernels::TokenKlBackwardParams<scalar_t, acc_t> p{};
-    p.policy = policy.const_data_ptr<scalar_t>();
-    p.ref = ref.const_data_ptr<scalar_t>();
-    p.labels = has_labels ? labels->const_data_ptr<int64_t>() : nullptr;
-    p.grad_kl = grad_kl.const_data_ptr<acc_t>();
-    p.policy_lse = policy_lse.const_data_ptr<acc_t>();
-    p.ref_lse = ref_lse.const_data_ptr<acc_t>();
-    p.grad_policy = grad.mutable_data_ptr<scalar_t>();
-    p.rows = n;
-    p.vocab = policy.size(1);
-    p.policy_row_stride = policy.stride(0);
-    p.ref_row_stride = ref.stride(0);
-    p.labels_stride = has_labels ? labels->stride(0) : 0;
-    p.grad_stride = grad.stride(0);
-    p.ignore_index = ignore_index;
-    p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
+    auto p = detail::make_token_kl_backward_params<scalar_t, acc_t>(policy, ref, labels, grad_kl, policy_lse, ref_lse,
+                                                                     grad, ignore_index, temperature);
     launch_by_vocab(p.vocab, [&](auto threads) {
       constexpr int kThreads = decltype(threads)::value;
       token_kl_backward_kernel<kThreads, scalar_t, acc_t><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(p);
