@@ -234,6 +234,10 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
     TORCH_CHECK(seed >= 0, source, ": training.seed: expected a non-negative integer, got ", seed);
     t.seed(static_cast<uint64_t>(seed));
     t.progress(r.with_path("progress", [&] { return progress_mode_from_string(r.str("progress", "auto")); }));
+    t.fused_linear_logps(r.boolean("fused_linear_logps", t.fused_linear_logps()));
+    t.logps_chunk_bytes(r.integer("logps_chunk_bytes", t.logps_chunk_bytes()));
+    TORCH_CHECK(t.logps_chunk_bytes() > 0, source, ": training.logps_chunk_bytes: expected a positive integer, got ",
+                t.logps_chunk_bytes());
     const std::string device = r.str("device", "cpu");
     t.device(r.with_path("device", [&] { return torch::Device(device); }));
     r.finish();

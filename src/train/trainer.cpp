@@ -166,6 +166,21 @@ struct Trainer::State {
     return out;
   }
 
+  // Summed and per-token log-probs of `labels` under `m`: from logits, or (fused_linear_logps) from the hidden
+  // states through the chunked fused-linear operator, so no [B, T, V] tensor is formed.
+  SequenceLogps score_sequences(LlamaForCausalLM& m, const torch::Tensor& ids, const torch::Tensor& mask,
+                                const torch::Tensor& labels) {
+    if (!config.fused_linear_logps()) return sequence_logps(m->forward(ids, mask), labels);
+    const torch::Tensor hidden = m->hidden_states(ids, mask);
+    const int64_t b = hidden.size(0), t = hidden.size(1);
+    const torch::Tensor per_token =
+        prefopt::fused_linear_logps(hidden.reshape({b * t, hidden.size(2)}), m->lm_head_weight(),
+                                    labels.reshape({b * t}),
+                                    FusedLinearLogpsOptions().ignore_index(kIgnore).chunk_bytes(config.logps_chunk_bytes()))
+            .view({b, t});
+    return {per_token.sum(1), per_token};
+  }
+
   // Scores the micro-batch `idx` of `data` into ObjectiveInputs. `cache` holds precomputed reference log-probs
   // for `data` (undefined: use the live reference). Gradients flow into the policy scores when grad mode is on.
   ObjectiveInputs score(const Dataset& data, const std::vector<int64_t>& idx, const torch::Tensor& cache) {
@@ -178,13 +193,18 @@ struct Trainer::State {
       torch::NoGradGuard guard;
       return ref->forward(ids, mask);
     };
+    auto ref_scores = [&](const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& labels) {
+      torch::NoGradGuard guard;
+      return score_sequences(ref, ids, mask, labels).logps;
+    };
     switch (data.format) {
       case DataFormat::Pairwise: {
         auto batch = data::collate_pairs(gather(data.pairs, idx), collate_options());
         const int64_t b = batch.num_pairs;
         auto ids = batch.input_ids.to(dev), mask = batch.attention_mask.to(dev), labels = batch.labels.to(dev);
-        auto logits = model->forward(ids, mask);
-        auto sl = sequence_logps(logits, labels);
+        const bool with_logits = objective->needs_token_kl();
+        torch::Tensor logits = with_logits ? model->forward(ids, mask) : torch::Tensor();
+        auto sl = with_logits ? sequence_logps(logits, labels) : score_sequences(model, ids, mask, labels);
         in.policy_chosen = sl.logps.slice(0, 0, b);
         in.policy_rejected = sl.logps.slice(0, b, 2 * b);
         auto lengths = batch.completion_lengths.to(dev, torch::kFloat32);
@@ -193,11 +213,11 @@ struct Trainer::State {
         in.chosen_nll = mean_token_nll(sl.token_logps.slice(0, 0, b), labels.slice(0, 0, b).ne(kIgnore));
         if (need_ref) {
           if (live_ref) {
-            auto ref_logits = ref_forward(ids, mask);
-            auto rl = sequence_logps(ref_logits, labels).logps;
+            torch::Tensor ref_logits = with_logits ? ref_forward(ids, mask) : torch::Tensor();
+            auto rl = with_logits ? sequence_logps(ref_logits, labels).logps : ref_scores(ids, mask, labels);
             in.ref_chosen = rl.slice(0, 0, b);
             in.ref_rejected = rl.slice(0, b, 2 * b);
-            if (objective->needs_token_kl()) {
+            if (with_logits) {
               auto kl = prefopt::sequence_kl(logits, ref_logits.detach(), labels, kIgnore);
               in.chosen_kl = kl.slice(0, 0, b);
               in.rejected_kl = kl.slice(0, b, 2 * b);
@@ -218,7 +238,7 @@ struct Trainer::State {
         }
         auto batch = data::collate_sequences(prompts, completions, collate_options());
         auto labels = batch.labels.to(dev);
-        auto sl = sequence_logps(model->forward(batch.input_ids.to(dev), batch.attention_mask.to(dev)), labels);
+        auto sl = score_sequences(model, batch.input_ids.to(dev), batch.attention_mask.to(dev), labels);
         in.policy_chosen = sl.logps;
         in.chosen_lengths = batch.completion_lengths.to(dev, torch::kFloat32);
         in.chosen_nll = mean_token_nll(sl.token_logps, labels.ne(kIgnore));
@@ -228,14 +248,14 @@ struct Trainer::State {
         auto batch = data::collate_lists(gather(data.lists, idx), collate_options());
         const int64_t b = batch.num_lists, k = batch.list_size;
         auto ids = batch.input_ids.to(dev), mask = batch.attention_mask.to(dev), labels = batch.labels.to(dev);
-        in.policy_lists = sequence_logps(model->forward(ids, mask), labels).logps.view({b, k});
+        in.policy_lists = score_sequences(model, ids, mask, labels).logps.view({b, k});
         in.list_lengths = batch.completion_lengths.to(dev, torch::kFloat32).view({b, k});
         in.list_labels = batch.list_labels.to(dev, torch::kFloat32);
         in.list_mask = batch.list_mask.to(dev);
         in.list_labels_are_ranks = batch.label_kind == data::ListLabelKind::Ranks;
         if (need_ref) {
           if (live_ref) {
-            in.ref_lists = sequence_logps(ref_forward(ids, mask), labels).logps.view({b, k});
+            in.ref_lists = ref_scores(ids, mask, labels).view({b, k});
           } else {
             in.ref_lists = cache.index_select(0, idx_t).slice(1, 0, k).to(dev).contiguous();
           }
@@ -245,7 +265,7 @@ struct Trainer::State {
       case DataFormat::Unpaired: {
         auto batch = data::collate_unpaired(gather(data.unpaired, idx), collate_options());
         auto ids = batch.input_ids.to(dev), mask = batch.attention_mask.to(dev), labels = batch.labels.to(dev);
-        in.policy = sequence_logps(model->forward(ids, mask), labels).logps;
+        in.policy = score_sequences(model, ids, mask, labels).logps;
         in.desirable = batch.desirable.to(dev);
         torch::Tensor kl_ids, kl_mask, kl_labels;
         if (objective->needs_kl_pairs()) {
@@ -254,12 +274,12 @@ struct Trainer::State {
           kl_mask = kl_batch.attention_mask.to(dev);
           kl_labels = kl_batch.labels.to(dev);
           torch::NoGradGuard guard;  // z0 is detached in the loss anyway
-          in.policy_kl = sequence_logps(model->forward(kl_ids, kl_mask), kl_labels).logps;
+          in.policy_kl = score_sequences(model, kl_ids, kl_mask, kl_labels).logps;
         }
         if (need_ref) {
           if (live_ref) {
-            in.ref = sequence_logps(ref_forward(ids, mask), labels).logps;
-            if (objective->needs_kl_pairs()) in.ref_kl = sequence_logps(ref_forward(kl_ids, kl_mask), kl_labels).logps;
+            in.ref = ref_scores(ids, mask, labels);
+            if (objective->needs_kl_pairs()) in.ref_kl = ref_scores(kl_ids, kl_mask, kl_labels);
           } else {
             auto r = cache.index_select(0, idx_t).to(dev);
             in.ref = r.select(1, 0).contiguous();
@@ -291,8 +311,8 @@ struct Trainer::State {
       switch (data.format) {
         case DataFormat::Pairwise: {
           auto batch = data::collate_pairs(gather(data.pairs, idx), collate_options());
-          auto lp = sequence_logps(ref->forward(batch.input_ids.to(dev), batch.attention_mask.to(dev)),
-                                   batch.labels.to(dev)).logps.cpu();
+          auto lp = score_sequences(ref, batch.input_ids.to(dev), batch.attention_mask.to(dev), batch.labels.to(dev))
+                        .logps.cpu();
           const int64_t b = batch.num_pairs;
           rows.select(1, 0).copy_(lp.slice(0, 0, b));
           rows.select(1, 1).copy_(lp.slice(0, b, 2 * b));
@@ -300,19 +320,21 @@ struct Trainer::State {
         }
         case DataFormat::Ranked: {
           auto batch = data::collate_lists(gather(data.lists, idx), collate_options());
-          auto lp = sequence_logps(ref->forward(batch.input_ids.to(dev), batch.attention_mask.to(dev)),
-                                   batch.labels.to(dev)).logps.cpu().view({batch.num_lists, batch.list_size});
+          auto lp = score_sequences(ref, batch.input_ids.to(dev), batch.attention_mask.to(dev), batch.labels.to(dev))
+                        .logps.cpu()
+                        .view({batch.num_lists, batch.list_size});
           rows.slice(1, 0, batch.list_size).copy_(lp);
           break;
         }
         case DataFormat::Unpaired: {
           auto batch = data::collate_unpaired(gather(data.unpaired, idx), collate_options());
-          rows.select(1, 0).copy_(sequence_logps(ref->forward(batch.input_ids.to(dev), batch.attention_mask.to(dev)),
-                                                 batch.labels.to(dev)).logps.cpu());
+          rows.select(1, 0).copy_(
+              score_sequences(ref, batch.input_ids.to(dev), batch.attention_mask.to(dev), batch.labels.to(dev))
+                  .logps.cpu());
           if (objective->needs_kl_pairs()) {
             auto kl = data::collate_unpaired(kl_pairs(data, idx), collate_options());
-            rows.select(1, 1).copy_(sequence_logps(ref->forward(kl.input_ids.to(dev), kl.attention_mask.to(dev)),
-                                                   kl.labels.to(dev)).logps.cpu());
+            rows.select(1, 1).copy_(
+                score_sequences(ref, kl.input_ids.to(dev), kl.attention_mask.to(dev), kl.labels.to(dev)).logps.cpu());
           }
           break;
         }

@@ -112,6 +112,12 @@ struct TrainerConfig {
   TORCH_ARG(ProgressMode, progress) = ProgressMode::Auto;
   /// The device the model and batches live on; the model is moved there.
   TORCH_ARG(torch::Device, device) = torch::kCPU;
+  /// Score sequences from the final hidden states with prefopt::fused_linear_logps (the lm_head matmul done in
+  /// chunks of at most logps_chunk_bytes of logits, forward and backward) instead of forming [B, T, V] logits:
+  /// what makes long batches with a large vocabulary fit. Same numbers up to float rounding. TDPO, which needs
+  /// both models' logits for its per-token KL, always scores from logits.
+  TORCH_ARG(bool, fused_linear_logps) = false;
+  TORCH_ARG(int64_t, logps_chunk_bytes) = int64_t{128} << 20;
 };
 
 /// Metrics of one optimizer step, one logging interval or one evaluation, under TRL's names: "loss",
