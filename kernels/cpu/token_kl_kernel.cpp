@@ -11,6 +11,7 @@
 #include "../token_kl.h"
 #include "../token_logps.h"
 #include "vec_rows.h"
+#include "huge_pages.h"
 
 namespace prefopt::ops {
 namespace {
@@ -51,7 +52,7 @@ at::Tensor token_kl_backward_cpu(const at::Tensor& grad_kl_in, const at::Tensor&
   detail::check_token_kl_backward_inputs(grad_kl_in, policy_in, policy_lse_in, ref_lse_in);
   const at::Tensor policy = detail::vocab_contiguous(policy_in);
   const at::Tensor ref = detail::vocab_contiguous(ref_in);
-  at::Tensor grad = at::empty(policy.sizes(), policy.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor grad = kernels::cpu::empty_for_full_write(policy.sizes(), policy.options());
   if (policy.size(0) == 0) return grad;
   const auto acc_dtype = at::toOpMathType(policy.scalar_type());
   const at::Tensor grad_kl = grad_kl_in.to(acc_dtype).contiguous();

@@ -10,6 +10,7 @@
 
 #include "../common/token_logps.h"
 #include "../token_logps.h"
+#include "huge_pages.h"
 #include "vec_rows.h"
 
 namespace prefopt::ops {
@@ -88,7 +89,7 @@ at::Tensor token_logps_backward_cpu(const at::Tensor& grad_logps, const at::Tens
   detail::check_token_logps_inputs(logits_in, labels, temperature);
   detail::check_token_logps_backward_inputs(grad_logps, logits_in, labels, lse);
   const at::Tensor logits = detail::vocab_contiguous(logits_in);
-  at::Tensor grad_logits = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor grad_logits = kernels::cpu::empty_for_full_write(logits.sizes(), logits.options());
   run_backward(grad_logps, logits, labels, lse, ignore_index, temperature, grad_logits, 0, true);
   return grad_logits;
 }
