@@ -9,6 +9,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "../common/token_logps.h"
 #include "vec_io.h"
@@ -19,28 +20,40 @@ namespace CPU_CAPABILITY {
 // Rows per task: enough work per task to amortise scheduling when rows are short.
 inline int64_t grain_rows(int64_t vocab) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(vocab, 1)); }
 
-// The online log-sum-exp of row[0, vocab) / T.
+// The online log-sum-exp of row[0, vocab) / T, a block at a time: a max pass from memory, then an exp pass over
+// the same block from L1. A bf16/fp16 block is widened once, in the max pass, into a float block on the stack, so
+// the exp pass (the costly one: the forward is compute-bound on this CPU) reads floats and converts nothing.
 template <typename scalar_t, typename acc_t>
 OnlineLogSumExp<acc_t> row_logsumexp(const scalar_t* row, int64_t vocab, acc_t inv_t) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
   auto state = OnlineLogSumExp<acc_t>::empty();
-  const Vec vinv(inv_t);
+  constexpr bool kWiden = !std::is_same_v<scalar_t, acc_t>;
+  alignas(64) acc_t widened[kWiden ? kRowBlock : 1];
   for (int64_t b0 = 0; b0 < vocab; b0 += kRowBlock) {
     const int64_t b1 = std::min(vocab, b0 + kRowBlock);
-    const acc_t m = block_max(row, b0, b1) * inv_t;
+    acc_t m;
+    const acc_t* block;
+    if constexpr (kWiden) {
+      m = widen_block_max(row, b0, b1, widened) * inv_t;
+      block = widened;
+    } else {
+      m = block_max(row, b0, b1) * inv_t;
+      block = row + b0;
+    }
     if (m == neg_infinity<acc_t>()) continue;  // no mass in this block
-    const Vec vm(m);
+    using IO = VecIO<acc_t>;
+    using Vec = typename IO::Vec;
+    const Vec vinv(inv_t), vm(m);
     Vec sa(acc_t(0)), sb(acc_t(0));
-    int64_t j = b0;
-    for (; j + IO::kStep <= b1; j += IO::kStep) {
+    const int64_t n = b1 - b0;
+    int64_t j = 0;
+    for (; j + IO::kStep <= n; j += IO::kStep) {
       Vec a, b;
-      IO::load2(row + j, a, b);
+      IO::load2(block + j, a, b);
       sa = sa + exp_sum(at::vec::fmsub(a, vinv, vm));
       sb = sb + exp_sum(at::vec::fmsub(b, vinv, vm));
     }
     acc_t s = hsum(sa + sb);
-    for (; j < b1; ++j) s += fexp(static_cast<acc_t>(row[j]) * inv_t - m);
+    for (; j < n; ++j) s += fexp(block[j] * inv_t - m);
     state.merge(OnlineLogSumExp<acc_t>{m, s});
   }
   return state;

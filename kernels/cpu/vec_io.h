@@ -118,5 +118,31 @@ typename VecIO<scalar_t>::acc_t block_max(const scalar_t* row, int64_t begin, in
   return m;
 }
 
+// block_max for a bf16/fp16 row that also writes the block, widened, to out[0, end - begin).
+template <typename scalar_t>
+typename VecIO<scalar_t>::acc_t widen_block_max(const scalar_t* row, int64_t begin, int64_t end,
+                                                typename VecIO<scalar_t>::acc_t* out) {
+  using IO = VecIO<scalar_t>;
+  using acc_t = typename IO::acc_t;
+  using Vec = typename IO::Vec;
+  Vec ma(-INFINITY), mb(-INFINITY);
+  int64_t j = begin;
+  for (; j + IO::kStep <= end; j += IO::kStep) {
+    Vec a, b;
+    IO::load2(row + j, a, b);
+    a.store(out + (j - begin));
+    b.store(out + (j - begin) + IO::kWidth);
+    ma = at::vec::maximum(ma, a);
+    mb = at::vec::maximum(mb, b);
+  }
+  acc_t m = hmax(at::vec::maximum(ma, mb));
+  for (; j < end; ++j) {
+    const acc_t x = static_cast<acc_t>(row[j]);
+    out[j - begin] = x;
+    if (x != x || x > m) m = x;
+  }
+  return m;
+}
+
 }  // namespace CPU_CAPABILITY
 }  // namespace prefopt::kernels::cpu
