@@ -122,6 +122,13 @@ at::Tensor pairwise_item_tensor(const std::optional<at::Tensor>& t, at::ScalarTy
   return t->to(dtype).contiguous();
 }
 
+void check_pairwise_backward_shapes(const at::Tensor& grad_per_anchor, const at::Tensor& per_anchor,
+                                   const at::Tensor& scores) {
+  TORCH_CHECK(grad_per_anchor.sizes() == scores.sizes() && per_anchor.sizes() == scores.sizes(),
+              "grad_per_anchor and per_anchor must have the shape of scores ", scores.sizes(), ", got ",
+              grad_per_anchor.sizes(), " and ", per_anchor.sizes());
+}
+
 PairwiseItems pairwise_items(const at::Tensor& scores, const std::optional<at::Tensor>& labels,
                              const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& gain,
                              const std::optional<at::Tensor>& discount, const std::optional<at::Tensor>& positions,

@@ -71,6 +71,10 @@ void check_pairwise_inputs(const at::Tensor& scores, const std::optional<at::Ten
                            c10::string_view fn, c10::string_view reduce, c10::string_view pairs,
                            double label_margin, int64_t max_distance);
 
+// The backward's grad_per_anchor and per_anchor have the shape of scores.
+void check_pairwise_backward_shapes(const at::Tensor& grad_per_anchor, const at::Tensor& per_anchor,
+                                   const at::Tensor& scores);
+
 at::Tensor pairwise_margin_reduce_backward(const at::Tensor& grad_per_anchor, const at::Tensor& scores,
                                            const at::Tensor& per_anchor, const std::optional<at::Tensor>& labels,
                                            const std::optional<at::Tensor>& mask,

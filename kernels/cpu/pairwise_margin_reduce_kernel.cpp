@@ -66,9 +66,7 @@ at::Tensor pairwise_margin_reduce_backward_cpu(
     double label_margin, int64_t max_distance) {
   detail::check_pairwise_inputs(scores, labels, mask, gain, discount, positions, fn, reduce, pairs, label_margin,
                                 max_distance);
-  TORCH_CHECK(grad_per_anchor.sizes() == scores.sizes() && per_anchor_in.sizes() == scores.sizes(),
-              "grad_per_anchor and per_anchor must have the shape of scores ", scores.sizes(), ", got ",
-              grad_per_anchor.sizes(), " and ", per_anchor_in.sizes());
+  detail::check_pairwise_backward_shapes(grad_per_anchor, per_anchor_in, scores);
   const auto config = detail::parse_pairwise_options(fn, reduce, pairs);
   const auto acc = at::toOpMathType(scores.scalar_type());
   at::Tensor grad = at::empty(scores.sizes(), scores.options().dtype(acc));

@@ -107,11 +107,17 @@ std::tuple<at::Tensor, at::Tensor> reduce(const at::Tensor& scores, const PairSp
   return ops::pairwise_margin_reduce(s, k.labels, spec.mask, k.gain, k.discount, k.positions, k.options);
 }
 
-// [B] number of pairs that take part (before any weight).
-at::Tensor pair_counts(const at::Tensor& scores, const PairSpec& spec) {
+// [B] int64 number of pairs that take part, from the [B, K] per-anchor weight sums W of the call that computed
+// the loss term. With unit weights W counts them already; lambda weights need a second, unweighted call, whose
+// count is also the number with w_ij > 0 unless two gains or two inverse discounts of a pair tie exactly (LiPO's
+// are distinct for distinct grades and positions).
+at::Tensor pair_counts(const at::Tensor& scores, const PairSpec& spec, const at::Tensor& weight_sums) {
   c10::NoGradGuard no_grad;
-  KernelPairs k = kernel_pairs(spec, /*with_weights=*/false);
-  return std::get<1>(reduce(scores.detach(), spec, k)).sum(1).round().to(at::kLong);
+  at::Tensor unit = weight_sums;
+  if (spec.weight == PairWeight::Lambda) {
+    unit = std::get<1>(reduce(scores.detach(), spec, kernel_pairs(spec, /*with_weights=*/false)));
+  }
+  return unit.detach().sum(1).round().to(at::kLong);
 }
 
 }  // namespace
@@ -123,10 +129,7 @@ PairSums pairwise_logistic_sums(const at::Tensor& scores, const PairSpec& spec) 
   PairSums out;
   out.value = per_anchor.sum(1);
   out.weight = weight.sum(1).detach();
-  // Pairs that take part. With lambda weights that is also the number with w_ij > 0 unless two gains or two
-  // inverse discounts of a pair tie exactly (LiPO's are distinct for distinct grades and positions).
-  out.count = spec.weight == PairWeight::Lambda ? pair_counts(scores, spec)
-                                                : weight.detach().sum(1).round().to(at::kLong);
+  out.count = pair_counts(scores, spec, weight);
   return out;
 }
 
@@ -137,7 +140,7 @@ AnchorLogSumExp anchor_logsumexp(const at::Tensor& scores, const PairSpec& spec,
   const auto [lse, weight] = reduce(scores, spec, k);
   AnchorLogSumExp out;
   out.has_pairs = weight.detach().gt(0);
-  out.pair_counts = pair_counts(scores, spec);
+  out.pair_counts = pair_counts(scores, spec, weight);
   // With the anchor's own term: log(1 + exp(lse)) = softplus(lse), which is 0 at lse = -inf.
   const at::Tensor value = include_self ? at::softplus(lse) : lse;
   out.value = at::where(out.has_pairs, value, at::zeros({}, value.options()));
