@@ -6,22 +6,21 @@
 
 #include "prefopt/losses/joint.h"
 #include "prefopt/scoring_joint.h"
+#include "op_support.h"
 
 namespace prefopt {
 namespace {
 
-at::Tensor opt(const std::optional<at::Tensor>& t) { return t.value_or(at::Tensor()); }
+const auto& opt = ops::or_undefined;
+
+const ops::OpOptions<JointDPOLossOptions> kJointDPO;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> joint_dpo_loss_op(const at::Tensor& policy_chosen_logps,
                                                                  const at::Tensor& policy_rejected_logps,
                                                                  const at::Tensor& ref_chosen_logps,
                                                                  const at::Tensor& ref_rejected_logps, double beta,
                                                                  double label_smoothing, bool check_finite) {
-  const auto options = JointDPOLossOptions()
-                           .beta(beta)
-                           .label_smoothing(label_smoothing)
-                           .check_finite(check_finite)
-                           .reduction(torch::kNone);
+  const auto options = kJointDPO.read(beta, label_smoothing).check_finite(check_finite).reduction(torch::kNone);
   auto out = functional::joint_dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
                                         ref_rejected_logps, options);
   return {out.losses, out.chosen_rewards, out.rejected_rewards};
@@ -54,10 +53,10 @@ std::tuple<at::Tensor, at::Tensor> step_means_op(const at::Tensor& values, const
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(prefopt, m) {
-  m.def(
-      "joint_dpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor ref_chosen_logps, "
-      "Tensor ref_rejected_logps, *, float beta=0.1, float label_smoothing=0.0, bool check_finite=True) "
-      "-> (Tensor losses, Tensor chosen_rewards, Tensor rejected_rewards)");
+  m.def(("joint_dpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor ref_chosen_logps, "
+         "Tensor ref_rejected_logps, *, " + kJointDPO.schema() +
+         ", bool check_finite=True) -> (Tensor losses, Tensor chosen_rewards, Tensor rejected_rewards)")
+            .c_str());
   m.def("joint_labels(Tensor input_ids, Tensor? attention_mask=None, *, int ignore_index=-100) -> Tensor");
   m.def(
       "completion_labels(Tensor input_ids, Tensor? attention_mask, Tensor prompt_lengths, *, int ignore_index=-100) "

@@ -6,24 +6,27 @@
 
 #include "prefopt/losses/pairwise.h"
 #include "prefopt/sequence_reductions.h"
+#include "op_support.h"
 
 namespace prefopt {
 namespace {
 
-std::string_view view(c10::string_view s) { return {s.data(), s.size()}; }
+using ops::or_undefined;
+using ops::view;
 
-at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); }
+// bco_running_mean is the state tensor pair here, not the declared bool: giving the state turns it on.
+const ops::OpOptions<DPOLossOptions> kDPO({"bco_running_mean"});
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dpo_loss_op(
     const at::Tensor& policy_chosen_logps, const at::Tensor& policy_rejected_logps,
     const std::optional<at::Tensor>& ref_chosen_logps, const std::optional<at::Tensor>& ref_rejected_logps,
-    c10::string_view loss_type, std::optional<std::vector<c10::string_view>> loss_types,
-    std::optional<c10::ArrayRef<double>> loss_weights, double beta, double label_smoothing,
-    c10::string_view f_divergence, double alpha_divergence_coef, double discopop_tau, double rpo_alpha,
-    bool reference_free, const std::optional<at::Tensor>& chosen_lengths,
-    const std::optional<at::Tensor>& rejected_lengths, const std::optional<at::Tensor>& chosen_nll,
-    const std::optional<at::Tensor>& weights, const std::optional<at::Tensor>& bco_running_mean,
-    const std::optional<at::Tensor>& bco_running_count, bool check_finite) {
+    c10::string_view loss_type, double beta, double label_smoothing, c10::string_view f_divergence,
+    double alpha_divergence_coef, double discopop_tau, double rpo_alpha, bool reference_free,
+    std::optional<std::vector<c10::string_view>> loss_types, std::optional<c10::ArrayRef<double>> loss_weights,
+    const std::optional<at::Tensor>& chosen_lengths, const std::optional<at::Tensor>& rejected_lengths,
+    const std::optional<at::Tensor>& chosen_nll, const std::optional<at::Tensor>& weights,
+    const std::optional<at::Tensor>& bco_running_mean, const std::optional<at::Tensor>& bco_running_count,
+    bool check_finite) {
   std::vector<DPOLossType> types;
   if (loss_types.has_value()) {
     for (const auto& name : *loss_types) types.push_back(dpo_loss_type_from_string(view(name)));
@@ -31,17 +34,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dpo_loss_op(
   }
   TORCH_CHECK(bco_running_mean.has_value() == bco_running_count.has_value(),
               "bco_running_mean and bco_running_count must be given together");
-  auto options = DPOLossOptions()
-                     .loss_type(dpo_loss_type_from_string(view(loss_type)))
+  auto options = kDPO.read(loss_type, beta, label_smoothing, f_divergence, alpha_divergence_coef, discopop_tau,
+                           rpo_alpha, reference_free)
                      .loss_types(types)
-                     .beta(beta)
-                     .label_smoothing(label_smoothing)
-                     .f_divergence(f_divergence_from_string(view(f_divergence)))
-                     .alpha_divergence_coef(alpha_divergence_coef)
-                     .discopop_tau(discopop_tau)
-                     .rpo_alpha(rpo_alpha)
                      .bco_running_mean(bco_running_mean.has_value())
-                     .reference_free(reference_free)
                      .check_finite(check_finite)
                      .reduction(torch::kNone);
   if (loss_weights.has_value()) options.loss_weights(loss_weights->vec());
@@ -67,14 +63,12 @@ std::tuple<at::Tensor, at::Tensor> ld_dpo_logps_op(const at::Tensor& chosen_toke
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(prefopt, m) {
-  m.def(
-      "dpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor? ref_chosen_logps, "
-      "Tensor? ref_rejected_logps, *, str loss_type=\"sigmoid\", str[]? loss_types=None, "
-      "float[]? loss_weights=None, float beta=0.1, float label_smoothing=0.0, str f_divergence=\"reverse_kl\", "
-      "float alpha_divergence_coef=0.5, float discopop_tau=0.05, float rpo_alpha=0.0, bool reference_free=False, "
-      "Tensor? chosen_lengths=None, Tensor? rejected_lengths=None, Tensor? chosen_nll=None, Tensor? weights=None, "
-      "Tensor(a!)? bco_running_mean=None, Tensor(b!)? bco_running_count=None, bool check_finite=True) "
-      "-> (Tensor losses, Tensor chosen_rewards, Tensor rejected_rewards)");
+  m.def(("dpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor? ref_chosen_logps, "
+         "Tensor? ref_rejected_logps, *, " + kDPO.schema() + ", str[]? loss_types=None, float[]? loss_weights=None, "
+         "Tensor? chosen_lengths=None, Tensor? rejected_lengths=None, Tensor? chosen_nll=None, Tensor? weights=None, "
+         "Tensor(a!)? bco_running_mean=None, Tensor(b!)? bco_running_count=None, bool check_finite=True) "
+         "-> (Tensor losses, Tensor chosen_rewards, Tensor rejected_rewards)")
+            .c_str());
   m.def("wpo_pair_weights(Tensor chosen_log_weights, Tensor rejected_log_weights) -> Tensor");
   m.def(
       "ld_dpo_logps(Tensor chosen_token_logps, Tensor chosen_mask, Tensor rejected_token_logps, "

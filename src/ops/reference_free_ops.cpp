@@ -6,31 +6,28 @@
 #include <torch/library.h>
 
 #include "prefopt/losses/reference_free.h"
+#include "op_support.h"
 
 namespace prefopt {
 namespace {
 
+using ops::metrics_vector;
+using ops::or_undefined;
 using PairResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); }
-
-// The metrics map is ordered by name, so the vector's order is the sorted list of names.
 PairResult to_result(const LossOutput& out) {
-  std::vector<at::Tensor> values;
-  values.reserve(out.metrics.size());
-  for (const auto& entry : out.metrics) values.push_back(entry.second.reshape({1}));
-  return {out.losses, out.chosen_rewards, out.rejected_rewards, at::cat(values)};
+  return {out.losses, out.chosen_rewards, out.rejected_rewards, metrics_vector(out)};
 }
+
+const ops::OpOptions<SimPOLossOptions> kSimPO;
+const ops::OpOptions<CPOLossOptions> kCPO;
+const ops::OpOptions<ORPOLossOptions> kORPO;
 
 PairResult simpo_loss_op(const at::Tensor& policy_chosen_logps, const at::Tensor& policy_rejected_logps,
                          const at::Tensor& chosen_lengths, const at::Tensor& rejected_lengths, double beta,
                          double gamma, double label_smoothing, bool check_finite) {
-  const auto options = SimPOLossOptions()
-                           .beta(beta)
-                           .gamma(gamma)
-                           .label_smoothing(label_smoothing)
-                           .check_finite(check_finite)
-                           .reduction(torch::kNone);
+  const auto options =
+      kSimPO.read(beta, gamma, label_smoothing).check_finite(check_finite).reduction(torch::kNone);
   return to_result(
       functional::simpo_loss(policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_lengths, options));
 }
@@ -40,13 +37,7 @@ PairResult cpo_loss_op(const at::Tensor& policy_chosen_logps, const at::Tensor& 
                        const std::optional<at::Tensor>& rejected_lengths, const std::optional<at::Tensor>& chosen_nll,
                        c10::string_view loss_type, double beta, double label_smoothing, double cpo_alpha,
                        double simpo_gamma, double alpha, bool check_finite) {
-  const auto options = CPOLossOptions()
-                           .loss_type(cpo_loss_type_from_string(std::string_view(loss_type.data(), loss_type.size())))
-                           .beta(beta)
-                           .label_smoothing(label_smoothing)
-                           .cpo_alpha(cpo_alpha)
-                           .simpo_gamma(simpo_gamma)
-                           .alpha(alpha)
+  const auto options = kCPO.read(loss_type, beta, label_smoothing, cpo_alpha, simpo_gamma, alpha)
                            .check_finite(check_finite)
                            .reduction(torch::kNone);
   const auto inputs = CPOLossInputs()
@@ -59,27 +50,28 @@ PairResult cpo_loss_op(const at::Tensor& policy_chosen_logps, const at::Tensor& 
 PairResult orpo_loss_op(const at::Tensor& policy_chosen_logps, const at::Tensor& policy_rejected_logps,
                         const at::Tensor& chosen_lengths, const at::Tensor& rejected_lengths,
                         const at::Tensor& chosen_nll, double beta, bool check_finite) {
-  const auto options = ORPOLossOptions().beta(beta).check_finite(check_finite).reduction(torch::kNone);
+  const auto options = kORPO.read(beta).check_finite(check_finite).reduction(torch::kNone);
   return to_result(functional::orpo_loss(policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_lengths,
                                          chosen_nll, options));
 }
 
+const char* const kPairReturns =
+    ") -> (Tensor losses, Tensor chosen_rewards, Tensor rejected_rewards, Tensor metrics)";
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(prefopt, m) {
-  m.def(
-      "simpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor chosen_lengths, "
-      "Tensor rejected_lengths, *, float beta=2.0, float gamma=0.5, float label_smoothing=0.0, "
-      "bool check_finite=True) -> (Tensor losses, Tensor chosen_rewards, Tensor rejected_rewards, Tensor metrics)");
-  m.def(
-      "cpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, *, Tensor? chosen_lengths=None, "
-      "Tensor? rejected_lengths=None, Tensor? chosen_nll=None, str loss_type=\"sigmoid\", float beta=0.1, "
-      "float label_smoothing=0.0, float cpo_alpha=1.0, float simpo_gamma=0.5, float alpha=0.0, "
-      "bool check_finite=True) -> (Tensor losses, Tensor chosen_rewards, Tensor rejected_rewards, Tensor metrics)");
-  m.def(
-      "orpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor chosen_lengths, "
-      "Tensor rejected_lengths, Tensor chosen_nll, *, float beta=0.1, bool check_finite=True) "
-      "-> (Tensor losses, Tensor chosen_rewards, Tensor rejected_rewards, Tensor metrics)");
+  m.def(("simpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor chosen_lengths, "
+         "Tensor rejected_lengths, *, " + kSimPO.schema() + ", bool check_finite=True" + kPairReturns)
+            .c_str());
+  m.def(("cpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, *, Tensor? chosen_lengths=None, "
+         "Tensor? rejected_lengths=None, Tensor? chosen_nll=None, " + kCPO.schema() + ", bool check_finite=True" +
+         kPairReturns)
+            .c_str());
+  m.def(("orpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor chosen_lengths, "
+         "Tensor rejected_lengths, Tensor chosen_nll, *, " + kORPO.schema() + ", bool check_finite=True" +
+         kPairReturns)
+            .c_str());
 }
 
 TORCH_LIBRARY_IMPL(prefopt, CompositeImplicitAutograd, m) {

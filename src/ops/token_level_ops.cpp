@@ -4,20 +4,18 @@
 #include <torch/library.h>
 
 #include "prefopt/losses/token_level.h"
+#include "op_support.h"
 
 namespace prefopt {
 namespace {
+
+const ops::OpOptions<TDPOLossOptions> kTDPO;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> tdpo_loss_op(
     const at::Tensor& policy_chosen_logps, const at::Tensor& policy_rejected_logps, const at::Tensor& ref_chosen_logps,
     const at::Tensor& ref_rejected_logps, const at::Tensor& chosen_kl, const at::Tensor& rejected_kl,
     c10::string_view variant, double beta, double alpha, bool check_finite) {
-  const auto options = TDPOLossOptions()
-                           .variant(tdpo_variant_from_string(std::string_view(variant.data(), variant.size())))
-                           .beta(beta)
-                           .alpha(alpha)
-                           .check_finite(check_finite)
-                           .reduction(torch::kNone);
+  const auto options = kTDPO.read(variant, beta, alpha).check_finite(check_finite).reduction(torch::kNone);
   auto out = functional::tdpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
                                    chosen_kl, rejected_kl, options);
   return {out.losses, out.chosen_rewards, out.rejected_rewards};
@@ -26,10 +24,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> tdpo_loss_op(
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(prefopt, m) {
-  m.def(
-      "tdpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor ref_chosen_logps, "
-      "Tensor ref_rejected_logps, Tensor chosen_kl, Tensor rejected_kl, *, str variant=\"tdpo2\", float beta=0.1, "
-      "float alpha=0.5, bool check_finite=True) -> (Tensor losses, Tensor chosen_rewards, Tensor rejected_rewards)");
+  m.def(("tdpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor ref_chosen_logps, "
+         "Tensor ref_rejected_logps, Tensor chosen_kl, Tensor rejected_kl, *, " + kTDPO.schema() +
+         ", bool check_finite=True) -> (Tensor losses, Tensor chosen_rewards, Tensor rejected_rewards)")
+            .c_str());
 }
 
 TORCH_LIBRARY_IMPL(prefopt, CompositeImplicitAutograd, m) { m.impl("tdpo_loss", &tdpo_loss_op); }

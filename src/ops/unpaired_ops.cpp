@@ -7,22 +7,22 @@
 
 #include "../losses/unpaired_terms.h"
 #include "prefopt/losses/unpaired.h"
+#include "op_support.h"
 
 namespace prefopt {
 namespace {
 
-at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); }
+using ops::metrics_vector;
+using ops::or_undefined;
+
+const ops::OpOptions<KTOLossOptions> kKTOOptions;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kto_loss_op(
     const at::Tensor& policy_logps, const at::Tensor& ref_logps, const at::Tensor& labels,
     const std::optional<at::Tensor>& policy_kl_logps, const std::optional<at::Tensor>& ref_kl_logps,
     const std::optional<at::Tensor>& kl, c10::string_view loss_type, double beta, double desirable_weight,
     double undesirable_weight, bool check_finite) {
-  const auto options = KTOLossOptions()
-                           .loss_type(kto_loss_type_from_string(std::string_view(loss_type.data(), loss_type.size())))
-                           .beta(beta)
-                           .desirable_weight(desirable_weight)
-                           .undesirable_weight(undesirable_weight)
+  const auto options = kKTOOptions.read(loss_type, beta, desirable_weight, undesirable_weight)
                            .check_finite(check_finite)
                            .reduction(torch::kNone);
   const auto inputs = KTOLossInputs()
@@ -30,20 +30,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kto_loss_op(
                           .ref_kl_logps(or_undefined(ref_kl_logps))
                           .kl(or_undefined(kl));
   const LossOutput out = detail::kto_loss_unsplit(policy_logps, ref_logps, labels, options, inputs);
-  std::vector<at::Tensor> values;
-  values.reserve(out.metrics.size());
-  for (const auto& entry : out.metrics) values.push_back(entry.second.reshape({1}));
-  return {out.losses, out.rewards, at::cat(values)};
+  return {out.losses, out.rewards, metrics_vector(out)};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(prefopt, m) {
-  m.def(
-      "kto_loss(Tensor policy_logps, Tensor ref_logps, Tensor labels, Tensor? policy_kl_logps=None, "
-      "Tensor? ref_kl_logps=None, *, Tensor? kl=None, str loss_type=\"kto\", float beta=0.1, "
-      "float desirable_weight=1.0, float undesirable_weight=1.0, bool check_finite=True) "
-      "-> (Tensor losses, Tensor rewards, Tensor metrics)");
+  m.def(("kto_loss(Tensor policy_logps, Tensor ref_logps, Tensor labels, Tensor? policy_kl_logps=None, "
+         "Tensor? ref_kl_logps=None, *, Tensor? kl=None, " + kKTOOptions.schema() +
+         ", bool check_finite=True) -> (Tensor losses, Tensor rewards, Tensor metrics)")
+            .c_str());
 }
 
 TORCH_LIBRARY_IMPL(prefopt, CompositeImplicitAutograd, m) { m.impl("kto_loss", &kto_loss_op); }

@@ -15,6 +15,7 @@
 #include <torch/types.h>
 
 #include "loss_output.h"
+#include "options.h"
 
 namespace prefopt {
 
@@ -29,6 +30,7 @@ inline constexpr DegreePooling kLastPooling = DegreePooling::Last;
 /// "mean" or "last".
 std::string to_string(DegreePooling pooling);
 DegreePooling degree_pooling_from_string(std::string_view name);
+PREFOPT_OPTION_CHOICES(DegreePooling, kMeanPooling, kLastPooling);
 
 /// Options of DegreeHead.
 struct DegreeHeadOptions {
@@ -50,15 +52,19 @@ struct DegreeLossOptions {
   TORCH_ARG(bool, check_inputs) = true;
 };
 
+/// The declared options of SPOLoss (options.h): type, name, default, meaning.
+#define PREFOPT_SPO_LOSS_OPTIONS(X)                                                                          \
+  X(double, degree_weight, 0.1,                                                                              \
+    "lambda >= 0, the weight of the degree loss (prefopt's default; the paper's value was not public).")     \
+  X(double, label_smoothing, 0.0, "Cross-entropy label smoothing of the degree loss, in [0, 1).")
+
 /// Options of SPOLoss and functional::spo_loss.
 struct SPOLossOptions {
-  /// lambda >= 0, the weight of the degree loss (prefopt's default; the paper's value was not public).
-  TORCH_ARG(double, degree_weight) = 0.1;
-  /// Cross-entropy label smoothing of the degree loss, in [0, 1).
-  TORCH_ARG(double, label_smoothing) = 0.0;
+  PREFOPT_SPO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   /// As DegreeLossOptions::check_inputs.
   TORCH_ARG(bool, check_inputs) = true;
 };
+PREFOPT_DECLARE_OPTIONS(SPOLossOptions, PREFOPT_SPO_LOSS_OPTIONS);
 
 namespace functional {
 

@@ -10,19 +10,23 @@
 #include <torch/types.h>
 
 #include "loss_output.h"
+#include "options.h"
 
 namespace prefopt {
 
+/// The declared options of JointDPOLoss (options.h): type, name, default, meaning.
+#define PREFOPT_JOINT_DPO_LOSS_OPTIONS(X)                                                                    \
+  X(double, beta, 0.1, "Temperature of the implicit reward, > 0 and finite.")                               \
+  X(double, label_smoothing, 0.0, "Conservative DPO's eps in [0, 0.5] (0 = DOVE as published).")
+
 /// Options of JointDPOLoss and functional::joint_dpo_loss.
 struct JointDPOLossOptions {
-  /// Temperature of the implicit reward, > 0 and finite.
-  TORCH_ARG(double, beta) = 0.1;
-  /// Conservative DPO's eps in [0, 0.5] (0 = DOVE as published).
-  TORCH_ARG(double, label_smoothing) = 0.0;
+  PREFOPT_JOINT_DPO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(Reduction, reduction) = torch::kMean;
   /// Raise an error when an input holds NaN or Inf (one host sync per input).
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(JointDPOLossOptions, PREFOPT_JOINT_DPO_LOSS_OPTIONS);
 
 namespace functional {
 

@@ -29,6 +29,7 @@
 #include <torch/types.h>
 
 #include "loss_output.h"
+#include "options.h"
 
 namespace prefopt {
 
@@ -48,43 +49,54 @@ ListLabels list_labels_from_string(std::string_view name);
 // Plackett-Luce (listwise DPO)
 // ---------------------------------------------------------------------------------------------------------
 
+/// The declared options of each list loss (options.h): type, name, default, meaning. `labels` comes from the
+/// data (grades or ranks), `reduction` and `check_finite` from the caller; they are not declared options.
+#define PREFOPT_PLACKETT_LUCE_LOSS_OPTIONS(X)                                                                \
+  X(double, beta, 0.1, "Temperature of the implicit reward, > 0 and finite.")                               \
+  X(int64_t, top_m, 0, "Only the first top_m positions of the label order contribute a term; 0 = all.")    \
+  X(bool, reference_free, false, "q = 0: the reference scores are ignored and may be undefined.")
 struct PlackettLuceLossOptions {
-  TORCH_ARG(double, beta) = 0.1;
-  /// Only the first top_m positions of the label order contribute a term; 0 = all (K - 1 terms).
-  TORCH_ARG(int64_t, top_m) = 0;
+  PREFOPT_PLACKETT_LUCE_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(ListLabels, labels) = kGrades;
-  /// q = 0: the reference scores are ignored and may be undefined.
-  TORCH_ARG(bool, reference_free) = false;
   TORCH_ARG(Reduction, reduction) = torch::kMean;
   /// Raise an error when a valid score or label holds NaN or Inf (one host sync).
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(PlackettLuceLossOptions, PREFOPT_PLACKETT_LUCE_LOSS_OPTIONS);
 
 // ---------------------------------------------------------------------------------------------------------
 // All pairs (C(K, 2) DPO pairs per list)
 // ---------------------------------------------------------------------------------------------------------
 
+#define PREFOPT_ALL_PAIRS_LOSS_OPTIONS(X)                                                                    \
+  X(double, beta, 0.1, "Temperature of the implicit reward, > 0 and finite.")                               \
+  X(bool, reference_free, false, "q = 0: the reference scores are ignored and may be undefined.")
 struct AllPairsLossOptions {
-  TORCH_ARG(double, beta) = 0.1;
+  PREFOPT_ALL_PAIRS_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(ListLabels, labels) = kGrades;
-  TORCH_ARG(bool, reference_free) = false;
   TORCH_ARG(Reduction, reduction) = torch::kMean;
+  /// Raise an error when a valid score or label holds NaN or Inf (one host sync).
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(AllPairsLossOptions, PREFOPT_ALL_PAIRS_LOSS_OPTIONS);
 
 // ---------------------------------------------------------------------------------------------------------
 // LiPO-lambda
 // ---------------------------------------------------------------------------------------------------------
 
+#define PREFOPT_LIPO_LAMBDA_LOSS_OPTIONS(X)                                                                  \
+  X(double, beta, 0.05, "Temperature of the implicit reward, > 0 and finite.")                              \
+  X(bool, lambda_weighting, true,                                                                            \
+    "false: every pair weighs 1 (LiPO's pair-logistic ablation, a sum of DPO pair losses).")                 \
+  X(bool, reference_free, false, "q = 0: the reference scores are ignored and may be undefined.")
 struct LiPOLambdaLossOptions {
-  TORCH_ARG(double, beta) = 0.05;
-  /// false: every pair weighs 1 (LiPO's pair-logistic ablation, a sum of DPO pair losses).
-  TORCH_ARG(bool, lambda_weighting) = true;
+  PREFOPT_LIPO_LAMBDA_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(ListLabels, labels) = kGrades;
-  TORCH_ARG(bool, reference_free) = false;
   TORCH_ARG(Reduction, reduction) = torch::kMean;
+  /// Raise an error when a valid score or label holds NaN or Inf (one host sync).
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(LiPOLambdaLossOptions, PREFOPT_LIPO_LAMBDA_LOSS_OPTIONS);
 
 // ---------------------------------------------------------------------------------------------------------
 // IRPO
@@ -106,45 +118,57 @@ std::string to_string(IRPOWeighting weighting);
 /// "dcg", "discount", "linear_discount" or "uniform".
 IRPOWeighting irpo_weighting_from_string(std::string_view name);
 
+PREFOPT_OPTION_CHOICES(IRPOWeighting, kDCG, kDiscount, kLinearDiscount, kUniform);
+
+#define PREFOPT_IRPO_LOSS_OPTIONS(X)                                                                         \
+  X(double, beta, 1.0, "Temperature of the implicit reward, > 0 and finite.")                               \
+  X(IRPOWeighting, weighting, kDCG, "The per-response weight: dcg (the paper), discount, linear_discount, uniform.") \
+  X(bool, length_normalize, false,                                                                           \
+    "Divide each log-ratio by its response's token count, as the official code's mean-token log-probs do.")  \
+  X(bool, reference_free, false, "q = 0: the reference scores are ignored and may be undefined.")
 struct IRPOLossOptions {
-  TORCH_ARG(double, beta) = 1.0;
-  TORCH_ARG(IRPOWeighting, weighting) = kDCG;
-  /// Divide each log-ratio by its response's token count (the `lengths` argument, clamped to >= 1), as the
-  /// official code's mean-token log-probs do.
-  TORCH_ARG(bool, length_normalize) = false;
+  PREFOPT_IRPO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(ListLabels, labels) = kGrades;
-  TORCH_ARG(bool, reference_free) = false;
   /// kMean (default) averages the per-list losses; kSum adds them, as the official code does.
   TORCH_ARG(Reduction, reduction) = torch::kMean;
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(IRPOLossOptions, PREFOPT_IRPO_LOSS_OPTIONS);
 
 // ---------------------------------------------------------------------------------------------------------
 // PRO
 // ---------------------------------------------------------------------------------------------------------
 
+#define PREFOPT_PRO_LOSS_OPTIONS(X)                                                                          \
+  X(double, sft_weight, 0.05,                                                                                \
+    "w of the SFT term w (n - 1)^2 L_sft, n the list's valid responses (the training scripts' 0.05).")      \
+  X(bool, length_normalize, true, "s_k = p_k / L_k (the paper); false: s_k = p_k.")                         \
+  X(bool, official_epsilon, false,                                                                           \
+    "The released code's form: 1e-10 inside the log of each term's sum of exponentials (docs/losses.md).")
 struct PROLossOptions {
-  /// w of the SFT term `w (n - 1)^2 L_sft`, n the list's valid responses (the code's default 0.05).
-  TORCH_ARG(double, sft_weight) = 0.05;
-  /// s_k = p_k / L_k (the paper); false: s_k = p_k and `lengths` may be undefined.
-  TORCH_ARG(bool, length_normalize) = true;
+  PREFOPT_PRO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(ListLabels, labels) = kGrades;
   TORCH_ARG(Reduction, reduction) = torch::kMean;
+  /// Raise an error when a valid score or label holds NaN or Inf (one host sync).
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(PROLossOptions, PREFOPT_PRO_LOSS_OPTIONS);
 
 // ---------------------------------------------------------------------------------------------------------
 // TPO
 // ---------------------------------------------------------------------------------------------------------
 
+#define PREFOPT_TPO_LOSS_OPTIONS(X)                                                                          \
+  X(double, beta, 0.1, "Temperature of the implicit reward, > 0 and finite.")                               \
+  X(bool, lambda_weighting, true, "The ranking loss's lambda weights; false: every pair weighs 1.")
 struct TPOLossOptions {
-  TORCH_ARG(double, beta) = 0.1;
-  /// The ranking loss's lambda weights; false: every pair weighs 1.
-  TORCH_ARG(bool, lambda_weighting) = true;
+  PREFOPT_TPO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(ListLabels, labels) = kGrades;
   TORCH_ARG(Reduction, reduction) = torch::kMean;
+  /// Raise an error when a valid score or label holds NaN or Inf (one host sync).
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(TPOLossOptions, PREFOPT_TPO_LOSS_OPTIONS);
 
 // ---------------------------------------------------------------------------------------------------------
 // RankList
@@ -161,19 +185,23 @@ std::string to_string(RankListForm form);
 /// "exact" or "logsumexp".
 RankListForm ranklist_form_from_string(std::string_view name);
 
+PREFOPT_OPTION_CHOICES(RankListForm, kExact, kLogSumExp);
+
+#define PREFOPT_RANKLIST_LOSS_OPTIONS(X)                                                                     \
+  X(double, beta, 0.1, "Temperature of the implicit reward, > 0 and finite.")                               \
+  X(RankListForm, form, kExact, "exact: sum of -logsig(s_i - s_j) over pairs; logsumexp: one term per anchor.") \
+  X(double, min_margin, 0.0, "W >= 0: a pair (i, j) counts only when y_i > y_j + W.")                       \
+  X(int64_t, window, 0,                                                                                      \
+    "Skip-wise window k >= 0: only pairs at most k apart in the label order (dense levels); 0 = every pair.") \
+  X(bool, reference_free, false, "q = 0: the reference scores are ignored and may be undefined.")
 struct RankListLossOptions {
-  TORCH_ARG(double, beta) = 0.1;
-  TORCH_ARG(RankListForm, form) = kExact;
-  /// W >= 0: a pair (i, j) counts only when y_i > y_j + W.
-  TORCH_ARG(double, min_margin) = 0.0;
-  /// Skip-wise window k >= 0: only pairs whose distance in the label order (dense levels: adjacent distinct
-  /// labels are 1 apart) is <= k; 0 = every pair. A curriculum grows it over training.
-  TORCH_ARG(int64_t, window) = 0;
+  PREFOPT_RANKLIST_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(ListLabels, labels) = kGrades;
-  TORCH_ARG(bool, reference_free) = false;
   TORCH_ARG(Reduction, reduction) = torch::kMean;
+  /// Raise an error when a valid score or label holds NaN or Inf (one host sync).
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(RankListLossOptions, PREFOPT_RANKLIST_LOSS_OPTIONS);
 
 namespace functional {
 

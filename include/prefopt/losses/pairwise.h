@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include "loss_output.h"
+#include "options.h"
 
 namespace prefopt {
 
@@ -69,36 +70,41 @@ std::string to_string(FDivergence divergence);
 DPOLossType dpo_loss_type_from_string(std::string_view name);
 FDivergence f_divergence_from_string(std::string_view name);
 
-/// Options of DPOLoss and functional::dpo_loss.
+PREFOPT_OPTION_CHOICES(DPOLossType, kSigmoid, kHinge, kIPO, kExoPair, kNCAPair, kRobust, kBCOPair, kSPPOHard, kAOT,
+                       kAOTUnpaired, kAPOZero, kAPODown, kDiscoPOP, kSigmoidNorm, kSFT);
+PREFOPT_OPTION_CHOICES(FDivergence, kReverseKL, kForwardKL, kJSDivergence, kAlphaDivergence);
+
+/// The declared options of DPOLoss (options.h): each row is type, name, default, meaning.
+#define PREFOPT_DPO_LOSS_OPTIONS(X)                                                                          \
+  X(DPOLossType, loss_type, kSigmoid, "The per-pair loss (TRL's names; docs/losses.md gives each formula).") \
+  X(double, beta, 0.1, "Temperature of the implicit reward, > 0 and finite.")                               \
+  X(double, label_smoothing, 0.0,                                                                            \
+    "eps of sigmoid (conservative DPO, [0, 0.5]), robust ([0, 0.5)), exo_pair ((0, 1)), aot/aot_unpaired "  \
+    "([0, 0.5]); must be 0 when no selected loss type uses it.")                                             \
+  X(FDivergence, f_divergence, kReverseKL, "The f-divergence shaping the log-ratio (TRL's f_divergence_type).") \
+  X(double, alpha_divergence_coef, 0.5,                                                                      \
+    "a of the alpha divergence; TRL's alpha_divergence_coef c is the same family with a = 1 - c.")          \
+  X(double, discopop_tau, 0.05, "tau of discopop, > 0.")                                                    \
+  X(bool, bco_running_mean, false,                                                                           \
+    "bco_pair: subtract the running mean of the batch reward means (TRL <= 0.28); the module keeps the state.") \
+  X(double, rpo_alpha, 0.0, "RPO: adds rpo_alpha * chosen_nll to every pair's loss; 0 = off.")              \
+  X(bool, reference_free, false, "Ignore the reference model: q = 0 in the losses and rewards.")
+
+/// Options of DPOLoss and functional::dpo_loss: the declared options above, then what only C++ and Python
+/// callers set.
 struct DPOLossOptions {
-  /// The loss, when loss_types is empty.
-  TORCH_ARG(DPOLossType, loss_type) = kSigmoid;
-  /// Several losses at once (TRL's list-valued loss_type): loss = sum_k loss_weights[k] * loss_k.
+  PREFOPT_DPO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
+  /// Several losses at once (TRL's list-valued loss_type): loss = sum_k loss_weights[k] * loss_k. When
+  /// empty, loss_type alone.
   TORCH_ARG(std::vector<DPOLossType>, loss_types) = {};
   /// One weight per entry of loss_types (all 1 when empty), each finite.
   TORCH_ARG(std::vector<double>, loss_weights) = {};
-  /// Temperature of the implicit reward, > 0 and finite.
-  TORCH_ARG(double, beta) = 0.1;
-  /// eps of sigmoid (conservative DPO, [0, 0.5]), robust ([0, 0.5)), exo_pair ((0, 1)), aot/aot_unpaired
-  /// ([0, 0.5]). An error when no selected loss type uses it and it is not 0.
-  TORCH_ARG(double, label_smoothing) = 0.0;
-  TORCH_ARG(FDivergence, f_divergence) = kReverseKL;
-  /// a of the alpha divergence. TRL's alpha_divergence_coef c is the same family with a = 1 - c.
-  TORCH_ARG(double, alpha_divergence_coef) = 0.5;
-  /// tau of discopop, > 0.
-  TORCH_ARG(double, discopop_tau) = 0.05;
-  /// bco_pair: subtract the running mean of the batch reward means (TRL <= 0.28 behaviour). Needs state:
-  /// the DPOLoss module keeps it, or pass DPOLossInputs::bco_running_mean/bco_running_count.
-  TORCH_ARG(bool, bco_running_mean) = false;
-  /// RPO: adds rpo_alpha * chosen_nll to every pair's loss (needs DPOLossInputs::chosen_nll); 0 = off.
-  TORCH_ARG(double, rpo_alpha) = 0.0;
-  /// Ignore the reference model: q = 0 everywhere (losses and rewards); the reference tensors may be undefined.
-  TORCH_ARG(bool, reference_free) = false;
   TORCH_ARG(Reduction, reduction) = torch::kMean;
   /// Raise an error when an input holds NaN or Inf (one reduction and a host sync on [B] values).
   /// With false, NaN/Inf propagate into the losses of the affected pairs and into the reduced loss.
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(DPOLossOptions, PREFOPT_DPO_LOSS_OPTIONS);
 
 /// Inputs that some loss types or options need beyond the four summed log-probs. Each is named in the
 /// error raised when a loss type needs it and it is missing; none is ever taken as zero.

@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include "loss_output.h"
+#include "options.h"
 
 namespace prefopt {
 
@@ -21,18 +22,19 @@ namespace prefopt {
 // ---------------------------------------------------------------------------------------------------------
 
 /// Options of SimPOLoss and functional::simpo_loss. The defaults are the SimPO paper's.
+#define PREFOPT_SIMPO_LOSS_OPTIONS(X)                                                                        \
+  X(double, beta, 2.0, "Reward scale, > 0 and finite.")                                                     \
+  X(double, gamma, 0.5, "Target reward margin, finite (TRL's simpo_gamma; the absolute margin, not gamma / beta).") \
+  X(double, label_smoothing, 0.0,                                                                            \
+    "Probability that a label is flipped, in [0, 0.5]: -(1 - eps) logsig(z) - eps logsig(-z).")
 struct SimPOLossOptions {
-  /// Reward scale, > 0 and finite.
-  TORCH_ARG(double, beta) = 2.0;
-  /// Target reward margin, finite (TRL's simpo_gamma; the absolute margin, not gamma / beta).
-  TORCH_ARG(double, gamma) = 0.5;
-  /// Probability that a label is flipped, in [0, 0.5]: `-(1 - eps) logsig(z) - eps logsig(-z)`.
-  TORCH_ARG(double, label_smoothing) = 0.0;
+  PREFOPT_SIMPO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(Reduction, reduction) = torch::kMean;
   /// Raise an error when an input holds NaN or Inf, or a length is negative (one host sync per input).
   /// With false, NaN/Inf propagate into the affected pairs' losses and into the reduced loss.
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(SimPOLossOptions, PREFOPT_SIMPO_LOSS_OPTIONS);
 
 // ---------------------------------------------------------------------------------------------------------
 // CPO
@@ -56,23 +58,25 @@ std::string to_string(CPOLossType type);
 CPOLossType cpo_loss_type_from_string(std::string_view name);
 
 /// Options of CPOLoss and functional::cpo_loss. The defaults are TRL's CPOConfig defaults.
+PREFOPT_OPTION_CHOICES(CPOLossType, kCPOSigmoid, kCPOHinge, kCPOIPO, kCPOSimPO);
+
+#define PREFOPT_CPO_LOSS_OPTIONS(X)                                                                          \
+  X(CPOLossType, loss_type, kCPOSigmoid, "The per-pair loss (TRL's CPOConfig names).")                      \
+  X(double, beta, 0.1, "Temperature, > 0 and finite (for ipo, the regulariser tau of the IPO paper).")      \
+  X(double, label_smoothing, 0.0, "eps of sigmoid and simpo, in [0, 0.5]; must be 0 for hinge and ipo.")    \
+  X(double, cpo_alpha, 1.0,                                                                                  \
+    "Weight of the chosen NLL (behaviour-cloning) term, finite and >= 0; > 0 needs the chosen NLL.")       \
+  X(double, simpo_gamma, 0.5, "Target reward margin of loss_type simpo (absolute, as TRL's simpo_gamma).")  \
+  X(double, alpha, 0.0,                                                                                      \
+    "AlphaPO's reward shape (TRL's alpha): 0 uses the log-probs; otherwise each log-prob l becomes "        \
+    "-expm1(-alpha l) / alpha before the loss and the rewards.")
 struct CPOLossOptions {
-  TORCH_ARG(CPOLossType, loss_type) = kCPOSigmoid;
-  /// Temperature, > 0 and finite (for ipo, the regulariser tau of the IPO paper).
-  TORCH_ARG(double, beta) = 0.1;
-  /// eps of sigmoid and simpo, in [0, 0.5]; must be 0 for hinge and ipo.
-  TORCH_ARG(double, label_smoothing) = 0.0;
-  /// Weight of the chosen NLL (behaviour-cloning) term, finite and >= 0; > 0 needs CPOLossInputs::chosen_nll.
-  TORCH_ARG(double, cpo_alpha) = 1.0;
-  /// Target reward margin of loss_type simpo (absolute, as TRL's simpo_gamma), finite.
-  TORCH_ARG(double, simpo_gamma) = 0.5;
-  /// AlphaPO's reward shape (TRL's `alpha`), finite: 0 uses the log-probs; otherwise each log-prob l becomes
-  /// `(1 - exp(l)^(-alpha)) / alpha = -expm1(-alpha l) / alpha` before the loss and the rewards.
-  TORCH_ARG(double, alpha) = 0.0;
+  PREFOPT_CPO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(Reduction, reduction) = torch::kMean;
   /// Raise an error when an input holds NaN or Inf, or a length is negative (one host sync per input).
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(CPOLossOptions, PREFOPT_CPO_LOSS_OPTIONS);
 
 /// Inputs that some CPO loss types or options need beyond the two summed log-probs. None is ever taken as zero:
 /// a loss type that needs one and misses it raises an error naming it.
@@ -90,14 +94,16 @@ struct CPOLossInputs {
 // ---------------------------------------------------------------------------------------------------------
 
 /// Options of ORPOLoss and functional::orpo_loss. The default is TRL's ORPOConfig default.
+#define PREFOPT_ORPO_LOSS_OPTIONS(X) \
+  X(double, beta, 0.1, "lambda of the ORPO paper (TRL's beta): weight of the odds-ratio term, > 0 and finite.")
 struct ORPOLossOptions {
-  /// lambda of the ORPO paper (TRL's beta): weight of the odds-ratio term, > 0 and finite.
-  TORCH_ARG(double, beta) = 0.1;
+  PREFOPT_ORPO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(Reduction, reduction) = torch::kMean;
   /// Raise an error when an input holds NaN or Inf, a length is negative, or a mean log-prob is > 0 (one
   /// host sync per input).
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(ORPOLossOptions, PREFOPT_ORPO_LOSS_OPTIONS);
 
 namespace functional {
 

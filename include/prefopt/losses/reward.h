@@ -12,6 +12,7 @@
 #include <torch/types.h>
 
 #include "loss_output.h"
+#include "options.h"
 
 namespace prefopt {
 
@@ -30,19 +31,25 @@ inline constexpr RewardLossType kScaledBT = RewardLossType::Scaled;
 std::string to_string(RewardLossType type);
 RewardLossType reward_loss_type_from_string(std::string_view name);
 
+PREFOPT_OPTION_CHOICES(RewardLossType, kBradleyTerry, kMarginBT, kScaledBT);
+
+/// The declared options of RewardLoss (options.h): type, name, default, meaning.
+#define PREFOPT_REWARD_LOSS_OPTIONS(X)                                                                       \
+  X(RewardLossType, loss_type, kBradleyTerry, "bradley_terry, margin (needs per-pair margins) or scaled "   \
+    "(needs per-pair magnitudes).")                                                                          \
+  X(double, label_smoothing, 0.0, "Probability that a preference label is flipped, in [0, 0.5].")           \
+  X(double, center_rewards_coefficient, 0.0,                                                                 \
+    "TRL's center_rewards_coefficient: adds c (r_c + r_r)^2 to every pair's loss; 0 (TRL's None) = off.")
+
 /// Options of RewardLoss and functional::reward_loss.
 struct RewardLossOptions {
-  TORCH_ARG(RewardLossType, loss_type) = kBradleyTerry;
-  /// Probability that a preference label is flipped, in [0, 0.5].
-  TORCH_ARG(double, label_smoothing) = 0.0;
-  /// TRL's center_rewards_coefficient (Eisenstein et al. 2023): adds `c (r_c + r_r)^2` to every pair's loss,
-  /// so the batch mean gains TRL's `c mean((r_c + r_r)^2)`. Finite and >= 0; 0 (TRL's None) turns it off.
-  TORCH_ARG(double, center_rewards_coefficient) = 0.0;
+  PREFOPT_REWARD_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(Reduction, reduction) = torch::kMean;
   /// Raise an error when an input holds NaN or Inf, or a magnitude is negative (one host sync per input).
   /// With false, NaN/Inf propagate into the affected pairs' losses and into the reduced loss.
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(RewardLossOptions, PREFOPT_REWARD_LOSS_OPTIONS);
 
 /// Per-pair inputs that a loss type needs; each is an error when its loss type is not selected (never ignored).
 struct RewardLossInputs {

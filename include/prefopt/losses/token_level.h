@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include "loss_output.h"
+#include "options.h"
 
 namespace prefopt {
 
@@ -29,18 +30,23 @@ std::string to_string(TDPOVariant variant);
 /// Parses "tdpo1" / "tdpo2"; anything else raises an error naming both.
 TDPOVariant tdpo_variant_from_string(std::string_view name);
 
+PREFOPT_OPTION_CHOICES(TDPOVariant, kTDPO1, kTDPO2);
+
+/// The declared options of TDPOLoss (options.h): type, name, default, meaning.
+#define PREFOPT_TDPO_LOSS_OPTIONS(X)                                                                         \
+  X(TDPOVariant, variant, kTDPO2,                                                                            \
+    "tdpo1 or tdpo2 (the paper's main method, the official config's if_tdpo2: true).")                       \
+  X(double, beta, 0.1, "Temperature of the implicit reward, > 0 and finite.")                               \
+  X(double, alpha, 0.5, "TDPO2's weight of the KL margin, finite and >= 0; ignored by TDPO1.")
+
 /// Options of TDPOLoss and functional::tdpo_loss.
 struct TDPOLossOptions {
-  /// TDPO2 (the paper's main method and the official config's `if_tdpo2: true`) by default.
-  TORCH_ARG(TDPOVariant, variant) = kTDPO2;
-  /// Temperature of the implicit reward, > 0 and finite.
-  TORCH_ARG(double, beta) = 0.1;
-  /// TDPO2's weight of the KL margin, finite and >= 0; ignored by TDPO1.
-  TORCH_ARG(double, alpha) = 0.5;
+  PREFOPT_TDPO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(Reduction, reduction) = torch::kMean;
   /// Raise an error when an input holds NaN or Inf (one host sync per input).
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(TDPOLossOptions, PREFOPT_TDPO_LOSS_OPTIONS);
 
 namespace functional {
 

@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include "loss_output.h"
+#include "options.h"
 
 namespace prefopt {
 
@@ -28,19 +29,24 @@ inline constexpr KTOLossType kAPOZeroUnpaired = KTOLossType::APOZeroUnpaired;
 std::string to_string(KTOLossType type);
 KTOLossType kto_loss_type_from_string(std::string_view name);
 
-/// Options of KTOLoss and functional::kto_loss. The defaults are TRL's KTOConfig defaults.
+PREFOPT_OPTION_CHOICES(KTOLossType, kKTO, kAPOZeroUnpaired);
+
+/// The declared options of KTOLoss (options.h): type, name, default, meaning. The defaults are TRL's KTOConfig's.
+#define PREFOPT_KTO_LOSS_OPTIONS(X)                                                                          \
+  X(KTOLossType, loss_type, kKTO, "kto or apo_zero_unpaired (TRL's names).")                                 \
+  X(double, beta, 0.1, "Temperature of the implicit reward, > 0 and finite.")                               \
+  X(double, desirable_weight, 1.0, "lambda_D: weight of the desirable examples' losses, finite and >= 0.")  \
+  X(double, undesirable_weight, 1.0, "lambda_U: weight of the undesirable examples' losses, finite and >= 0.")
+
+/// Options of KTOLoss and functional::kto_loss.
 struct KTOLossOptions {
-  TORCH_ARG(KTOLossType, loss_type) = kKTO;
-  /// Temperature of the implicit reward, > 0 and finite.
-  TORCH_ARG(double, beta) = 0.1;
-  /// Weights of the desirable and undesirable examples' losses (lambda_D, lambda_U), finite and >= 0.
-  TORCH_ARG(double, desirable_weight) = 1.0;
-  TORCH_ARG(double, undesirable_weight) = 1.0;
+  PREFOPT_KTO_LOSS_OPTIONS(PREFOPT_OPTION_FIELD)
   TORCH_ARG(Reduction, reduction) = torch::kMean;
   /// Raise an error when an input holds NaN or Inf (one host sync per input). With false, NaN/Inf propagate:
   /// into the affected examples' losses, or, through z0, into every example's loss.
   TORCH_ARG(bool, check_finite) = true;
 };
+PREFOPT_DECLARE_OPTIONS(KTOLossOptions, PREFOPT_KTO_LOSS_OPTIONS);
 
 /// KTO's KL baseline z0, as log-probs of mismatched pairs or precomputed. loss_type kto needs exactly one of
 /// the two forms; apo_zero_unpaired uses neither and rejects them.
