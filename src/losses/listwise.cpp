@@ -12,11 +12,11 @@
 #include <c10/core/GradMode.h>
 #include <ATen/OpMathType.h>
 
-#include "list_checks.h"
-#include "pairwise_sums.h"
-#include "prefopt/metrics.h"
+#include "../common/list_checks.h"
+#include "../common/pairwise_sums.h"
+#include "../common/ranking.h"
 #include "reduction.h"
-#include "score_checks.h"
+#include "../common/score_checks.h"
 
 namespace prefopt {
 
@@ -142,9 +142,9 @@ LossOutput finish(const at::Tensor& losses, const at::Tensor& rewards_acc, const
   out.metrics["rewards/chosen"] = cr.mean();
   out.metrics["rewards/rejected"] = rr.mean();
   out.metrics["rewards/margins"] = (cr - rr).mean();
-  out.metrics["rewards/accuracies"] = ranking_accuracy(rewards, b.grades, b.mask).nanmean().to(at::kFloat);
-  out.metrics["rewards/kendall_tau"] = kendall_tau(rewards, b.grades, b.mask).nanmean().to(at::kFloat);
-  out.metrics["rewards/ndcg"] = ndcg(rewards, b.grades, b.mask).nanmean().to(at::kFloat);
+  out.metrics["rewards/accuracies"] = detail::list_ranking_accuracy(rewards, b.grades, b.mask).nanmean().to(at::kFloat);
+  out.metrics["rewards/kendall_tau"] = detail::list_kendall_tau(rewards, b.grades, b.mask).nanmean().to(at::kFloat);
+  out.metrics["rewards/ndcg"] = detail::list_ndcg(rewards, b.grades, b.mask, 0).nanmean().to(at::kFloat);
 
   out.rewards = rewards.to(b.in_dtype);
   out.chosen_rewards = chosen.to(b.in_dtype);
@@ -301,7 +301,10 @@ LossOutput pro_loss(const torch::Tensor& policy_logps, const torch::Tensor& leng
   // log-sum-exp over {s_k D*_k} u {s_i D_ki : r_i < r_k}; pairs that do not take part are -inf.
   const at::Tensor self = s * d_star;  // [B, K]
   const at::Tensor others = at::where(worse, s.unsqueeze(1) * d, at::full({}, -inf, s.options()));
-  const at::Tensor lse = at::logsumexp(at::cat({self.unsqueeze(2), others}, 2), {2});
+  std::vector<at::Tensor> terms = {self.unsqueeze(2), others};
+  // The released code's log(1e-10 + sum of exponentials): one more element ln(1e-10) in the log-sum-exp.
+  if (options.official_epsilon()) terms.push_back(at::full({self.size(0), self.size(1), 1}, std::log(1e-10), s.options()));
+  const at::Tensor lse = at::logsumexp(at::cat(terms, 2), {2});
   const at::Tensor rank_terms = masked(lse - self, has_worse);
   const at::Tensor rank_loss = rank_terms.sum(1);
 

@@ -11,7 +11,7 @@
 #include <ATen/OpMathType.h>
 
 #include "reduction.h"
-#include "score_checks.h"
+#include "../common/score_checks.h"
 
 namespace prefopt {
 namespace {

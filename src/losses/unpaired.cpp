@@ -12,7 +12,7 @@
 #include <ATen/OpMathType.h>
 
 #include "reduction.h"
-#include "score_checks.h"
+#include "../common/score_checks.h"
 #include "unpaired_terms.h"
 
 namespace prefopt {

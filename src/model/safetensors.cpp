@@ -13,7 +13,7 @@
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 
-#include "posix_files.h"
+#include "../common/files.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "prefopt's safetensors reader assumes a little-endian host (the format stores little-endian data)"
@@ -115,7 +115,7 @@ std::string dtype_name(torch::Dtype dtype) {
 }
 
 File::File(std::string path) : path_(std::move(path)) {
-  const model_files::Status st = model_files::status(path_);
+  const files::Status st = files::status(path_);
   TORCH_CHECK(st.exists, "safetensors file '", path_, "' does not exist");
   TORCH_CHECK(st.regular, "safetensors file '", path_, "' is not a regular file");
   file_size_ = st.size;
@@ -261,7 +261,7 @@ torch::Tensor File::load(const std::string& name) const {
   torch::Tensor out = torch::empty(e.shape, torch::TensorOptions().dtype(e.scalar_type));
   const uint64_t nbytes = e.end - e.begin;
   if (nbytes == 0) return out;
-  const uint64_t size_now = model_files::status(path_).size;
+  const uint64_t size_now = files::status(path_).size;
   TORCH_CHECK(size_now >= data_start_ + e.end, "safetensors file '", path_, "' changed size since it was opened (",
               file_size_, " bytes then, ", size_now, " now); cannot read tensor '", name, "'");
   std::ifstream in(path_, std::ios::binary);
@@ -329,7 +329,7 @@ void save_file(const std::string& path, const std::vector<std::pair<std::string,
       TORCH_CHECK(false, "safetensors save_file: writing '", tmp, "' failed (disk full or unwritable)");
     }
   }
-  const std::string error = model_files::rename_file(tmp, path);
+  const std::string error = files::publish_file(tmp, path);
   if (!error.empty()) {
     std::remove(tmp.c_str());
     TORCH_CHECK(false, "safetensors save_file: cannot rename '", tmp, "' to '", path, "': ", error);

@@ -16,7 +16,7 @@
 
 #include <c10/util/Exception.h>
 
-#include "../model/posix_files.h"
+#include "../common/files.h"
 
 namespace prefopt::train {
 
@@ -38,13 +38,6 @@ std::string base_of(const std::string& path) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
-void fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
 // fsyncs every file under dir, then dir itself, so the rename publishes complete data.
 void sync_tree(const std::string& dir) {
   if (DIR* d = ::opendir(dir.c_str())) {
@@ -52,21 +45,21 @@ void sync_tree(const std::string& dir) {
       const std::string name = entry->d_name;
       if (name == "." || name == "..") continue;
       const std::string path = dir + "/" + name;
-      if (model_files::status(path).directory) {
+      if (files::status(path).directory) {
         sync_tree(path);
       } else {
-        fsync_path(path);
+        files::sync_path(path);
       }
     }
     ::closedir(d);
   }
-  fsync_path(dir);
+  files::sync_path(dir);
 }
 
 }  // namespace
 
 void make_directories(const std::string& path) {
-  const std::string error = model_files::make_directories(path);
+  const std::string error = files::make_directories(path);
   TORCH_CHECK(error.empty(), "cannot create the folder \"", path, "\": ", error);
 }
 
@@ -107,7 +100,7 @@ void write_directory_atomically(const std::string& directory, const std::functio
   // rename(2) cannot replace a non-empty folder, so an existing one is moved aside first; between the two renames
   // the old copy still exists under the hidden name, never a partial new one under the real name.
   const std::string old = parent + "/." + name + ".old-" + pid;
-  const bool replacing = model_files::exists(directory);
+  const bool replacing = files::exists(directory);
   if (replacing) {
     remove_directory_tree(old);
     if (::rename(directory.c_str(), old.c_str()) != 0) {
@@ -122,7 +115,7 @@ void write_directory_atomically(const std::string& directory, const std::functio
     remove_directory_tree(tmp);
     TORCH_CHECK(false, "cannot rename \"", tmp, "\" to \"", directory, "\": ", reason);
   }
-  fsync_path(parent);
+  files::sync_path(parent);
   if (replacing) remove_directory_tree(old);
 }
 
@@ -135,8 +128,8 @@ std::vector<std::string> list_checkpoints(const std::string& output_dir) {
       if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size()) continue;
       const std::string digits = name.substr(prefix.size());
       if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
-      const std::string path = model_files::join(output_dir, name);
-      if (!model_files::status(path).directory) continue;
+      const std::string path = files::join(output_dir, name);
+      if (!files::status(path).directory) continue;
       found.emplace_back(std::atoll(digits.c_str()), path);
     }
     ::closedir(d);

@@ -14,6 +14,8 @@
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 
+#include "../common/files.h"
+
 namespace prefopt::train {
 
 namespace {
@@ -43,6 +45,37 @@ std::string format_entry(const LogEntry& entry, bool is_eval) {
 }
 
 }  // namespace
+
+std::string to_string(ProgressMode mode) {
+  switch (mode) {
+    case ProgressMode::Auto: return "auto";
+    case ProgressMode::Bar: return "bar";
+    case ProgressMode::Lines: return "lines";
+    case ProgressMode::Silent: return "silent";
+  }
+  return "?";
+}
+
+ProgressMode progress_mode_from_string(std::string_view name) {
+  for (auto mode : {ProgressMode::Auto, ProgressMode::Bar, ProgressMode::Lines, ProgressMode::Silent}) {
+    if (name == to_string(mode)) return mode;
+  }
+  TORCH_CHECK(false, "unknown progress mode \"", std::string(name),
+              "\"; valid values: \"auto\", \"bar\", \"lines\", \"silent\"");
+}
+
+void MetricAverager::add(const std::string& name, double value, double weight) {
+  auto& s = sums[name];
+  if (std::isnan(value)) return;
+  s.first += value * weight;
+  s.second += weight;
+}
+
+std::map<std::string, double> MetricAverager::means() const {
+  std::map<std::string, double> out;
+  for (const auto& [name, s] : sums) out[name] = s.second > 0 ? s.first / s.second : NAN;
+  return out;
+}
 
 ProgressReporter::ProgressReporter(ProgressMode mode, int64_t total_steps, int64_t start_step)
     : total_(total_steps), start_(start_step), t0_(std::chrono::steady_clock::now()) {
@@ -136,8 +169,8 @@ void MetricsWriter::truncate_after(const std::string& path, int64_t step) {
     out << kept;
     TORCH_CHECK(out.good(), "cannot write \"", tmp, "\"");
   }
-  TORCH_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename \"", tmp, "\" to \"", path, "\": ",
-              std::strerror(errno));
+  const std::string error = files::publish_file(tmp, path);
+  TORCH_CHECK(error.empty(), "cannot rename \"", tmp, "\" to \"", path, "\": ", error);
 }
 
 }  // namespace prefopt::train

@@ -522,6 +522,34 @@ TEST(ListwiseDeviations, PROUsesLogSumExpWhereTheCodeExponentiatesRawValues) {
   EXPECT_TRUE(p.grad().isfinite().all().item<bool>());
 }
 
+TEST(ListwiseDeviations, PROOfficialEpsilonIsTheReleasedCodesForm) {
+  // The released code's term, written from its expression: log(1e-10 + exp(s_k D*) + sum_i exp(s_i D_ki)) - s_k D*,
+  // over the responses with a strictly worse one; here in float64 with values that do not underflow.
+  const std::vector<double> s = {-1.5, -2.0, -0.5}, r = {3.0, 1.0, 2.0};
+  double expected = 0.0;
+  for (size_t k = 0; k < 3; ++k) {
+    double d_star = -1.0, sum = 1e-10;
+    for (size_t i = 0; i < 3; ++i) {
+      if (r[i] < r[k]) d_star = std::max(d_star, r[k] - r[i]);
+    }
+    if (d_star < 0) continue;
+    sum += std::exp(s[k] * d_star);
+    for (size_t i = 0; i < 3; ++i) {
+      if (r[i] < r[k]) sum += std::exp(s[i] * (r[k] - r[i]));
+    }
+    expected += std::log(sum) - s[k] * d_star;
+  }
+  const torch::Tensor p = torch::tensor(s, torch::kDouble).unsqueeze(0), labels = torch::tensor(r, torch::kDouble).unsqueeze(0);
+  const auto official = F::pro_loss(p, {}, labels, {},
+                                    PROLossOptions().length_normalize(false).sft_weight(0.0).official_epsilon(true));
+  EXPECT_NEAR(official.loss.item<double>(), expected, 1e-12);
+  // Where every exponential underflows, the epsilon keeps the term finite at about ln(1e-10) - s_k D*.
+  const auto tiny = F::pro_loss(torch::tensor({{-400.0, -401.0}}, torch::kDouble), {},
+                                torch::tensor({{3.0, 1.0}}, torch::kDouble), {},
+                                PROLossOptions().length_normalize(false).sft_weight(0.0).official_epsilon(true));
+  EXPECT_NEAR(tiny.loss.item<double>(), std::log(1e-10) + 800.0, 1e-9);
+}
+
 TEST(ListwiseDeviations, IRPOAveragesOverListsByDefaultWhereTheCodeSums) {
   const Lists l = testing::random_lists(6, 4, 22);
   const auto mean = F::irpo_loss(l.policy(), l.ref(), l.labels(), l.mask());

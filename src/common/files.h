@@ -1,6 +1,7 @@
-// File-system helpers for the model layer, on POSIX calls rather than std::filesystem: libtorch.so exports its own
-// copies of some std::filesystem symbols, which calls from this library can bind to (remove_all through them
-// crashes). They only query, create folders and rename; they never delete anything but a temporary file of ours.
+// The library's file-system helpers, shared by every layer that writes files (model, train), on POSIX calls rather
+// than std::filesystem: libtorch.so exports its own copies of some std::filesystem symbols, which calls from this
+// library can bind to (remove_all through them crashes). They only query, create folders, sync and rename; they
+// never delete anything.
 #pragma once
 
 #include <cerrno>
@@ -9,10 +10,12 @@
 #include <cstring>
 #include <string>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
-namespace prefopt::model_files {
+namespace prefopt::files {
 
 struct Status {
   bool exists = false;
@@ -60,4 +63,19 @@ inline std::string rename_file(const std::string& from, const std::string& to) {
   return "";
 }
 
-}  // namespace prefopt::model_files
+/// Flushes a file's (or a folder's) data to the disk; best effort (a path that cannot be opened is skipped).
+inline void sync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+/// Publishes a finished temporary file: syncs it, then renames it over `path`, so a reader sees the old file or
+/// the whole new one, never a part. Returns an empty string or the reason it failed.
+inline std::string publish_file(const std::string& tmp, const std::string& path) {
+  sync_path(tmp);
+  return rename_file(tmp, path);
+}
+
+}  // namespace prefopt::files

@@ -1,5 +1,5 @@
 // Tests of the internal pairwise-sum interface the listwise losses are written against
-// (src/losses/pairwise_sums.h): the pair selection (label order with a margin, a level window, all pairs),
+// (src/common/pairwise_sums.h): the pair selection (label order with a margin, a level window, all pairs),
 // the lambda weights, the logistic pair sums, the per-anchor log-sum-exps with and without the anchor's own
 // term, the dense levels and stable positions, and their gradients, against plain double loops. A fused
 // kernel that replaces the ATen bodies must pass these unchanged.
@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
-#include "../src/losses/pairwise_sums.h"
+#include "../src/common/pairwise_sums.h"
 #include "support/gradcheck.h"
 #include "support/lists.h"
 
