@@ -202,6 +202,8 @@ PairExample encode(const PairRecord& record, const Tokenizer& tokenizer, const E
   ex.prompt = encode_prompt(record.prompt, tokenizer, options, "prompt", where);
   ex.chosen = encode_completion(record.chosen, ex.prompt.size(), tokenizer, options, "chosen", where);
   ex.rejected = encode_completion(record.rejected, ex.prompt.size(), tokenizer, options, "rejected", where);
+  ex.margin = record.margin;
+  ex.magnitude = record.magnitude;
   return ex;
 }
 
@@ -298,6 +300,19 @@ PairBatch collate_pairs(const std::vector<PairExample>& examples, const CollateO
   PairBatch batch;
   static_cast<SequenceBatch&>(batch) = collate_rows(rows, options, nullptr);
   batch.num_pairs = static_cast<int64_t>(examples.size());
+  auto numbers = [&](const char* name, std::optional<double> PairExample::*field) {
+    std::vector<double> values;
+    for (size_t i = 0; i < examples.size(); ++i) {
+      const auto& v = examples[i].*field;
+      TORCH_CHECK(v.has_value() == (examples[0].*field).has_value(), fn, ": examples[", i, "] ",
+                  v ? "has" : "has no", " ", name, " but examples[0] ", v ? "has none" : "has one",
+                  "; give it for every pair or for none");
+      if (v) values.push_back(*v);
+    }
+    return values.empty() ? torch::Tensor() : torch::tensor(values, torch::kFloat64);
+  };
+  batch.margins = numbers("margin", &PairExample::margin);
+  batch.magnitudes = numbers("magnitude", &PairExample::magnitude);
   return batch;
 }
 

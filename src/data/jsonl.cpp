@@ -265,6 +265,16 @@ void require_object(const json& j) {
   if (!j.is_object()) throw RecordError("expected a JSON object per line, got " + type_name(j));
 }
 
+// A finite number in `field`, or nothing when the field is absent or null.
+std::optional<double> optional_number(const json& j, const std::string& field) {
+  const json* v = find(j, field);
+  if (v == nullptr || v->is_null()) return std::nullopt;
+  if (!v->is_number()) fail(field, "expected a number, got " + type_name(*v));
+  const double x = v->get<double>();
+  if (!std::isfinite(x)) fail(field, "expected a finite number, got one that overflows a double");
+  return x;
+}
+
 PairRecord parse_pair(const json& j) {
   require_object(j);
   PairRecord r;
@@ -272,6 +282,9 @@ PairRecord parse_pair(const json& j) {
   r.chosen = read_segment(j, "chosen", Part::Completion);
   r.rejected = read_segment(j, "rejected", Part::Completion);
   check_same_form({{&r.prompt, "prompt"}, {&r.chosen, "chosen"}, {&r.rejected, "rejected"}});
+  r.margin = optional_number(j, "margin");
+  r.magnitude = optional_number(j, "magnitude");
+  if (r.magnitude && *r.magnitude < 0) fail("magnitude", "expected a number >= 0, got " + j.at("magnitude").dump());
   return r;
 }
 

@@ -17,8 +17,8 @@
 #include <torch/nn/init.h>
 #include <torch/utils.h>
 
-#include "posix_files.h"
-#include "prefopt/model/safetensors.h"
+#include "../common/files.h"
+#include "checkpoint_io.h"
 
 namespace prefopt {
 namespace {
@@ -53,11 +53,7 @@ torch::Tensor rotary_inv_freq(const LlamaConfig& config) {
   return inv_freq.contiguous();
 }
 
-std::string shape_string(torch::IntArrayRef shape) {
-  std::ostringstream out;
-  out << shape;
-  return out.str();
-}
+using detail::shape_string;
 
 }  // namespace
 
@@ -229,6 +225,8 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(LlamaConfig config) : config_(std::mo
 
 void LlamaForCausalLMImpl::reset() {
   config_.validate();
+  TORCH_CHECK(config_.num_labels() == 0, "LlamaForCausalLM: the config describes ", config_.architecture_name(),
+              " (num_labels ", config_.num_labels(), "); build a LlamaForSequenceClassification from it instead");
   model = register_module("model", LlamaModel(config_));
   if (!config_.tie_word_embeddings()) {
     lm_head = register_module(
@@ -278,138 +276,29 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, cons
 
 // ---- checkpoints ----
 
-namespace {
-
-// Where each tensor of a checkpoint folder lives: one model.safetensors, or the shards of an index.
-struct Checkpoint {
-  std::vector<safetensors::File> files;
-  std::map<std::string, size_t> file_of;  // tensor name -> index into files
-};
-
-Checkpoint open_checkpoint(const std::string& directory) {
-  const std::string single = model_files::join(directory, "model.safetensors");
-  const std::string index_path = model_files::join(directory, "model.safetensors.index.json");
-  Checkpoint checkpoint;
-  if (model_files::exists(single)) {
-    checkpoint.files.emplace_back(single);
-    for (const auto& entry : checkpoint.files[0].entries()) checkpoint.file_of[entry.name] = 0;
-    return checkpoint;
-  }
-  TORCH_CHECK(model_files::exists(index_path), "no model.safetensors or model.safetensors.index.json in '", directory,
-              "' (only safetensors checkpoints are read; PyTorch .bin files are not)");
-  const std::string& where = index_path;
-  std::ifstream in(index_path, std::ios::binary);
-  TORCH_CHECK(in.is_open(), "cannot open '", where, "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::exception& e) {
-    TORCH_CHECK(false, where, ": not valid JSON: ", e.what());
-  }
-  TORCH_CHECK(index.is_object() && index.contains("weight_map") && index.at("weight_map").is_object(), where,
-              ": expected an object with a weight_map object");
-  std::map<std::string, size_t> shard_index;
-  for (const auto& [name, shard] : index.at("weight_map").items()) {
-    TORCH_CHECK(shard.is_string(), where, ": weight_map[\"", name, "\"] must be a file name, got ", shard.dump());
-    const std::string file = shard.get<std::string>();
-    // Shards are plain names in the same folder: nothing in an index may point outside it.
-    TORCH_CHECK(!file.empty() && file != "." && file != ".." && file.find('/') == std::string::npos &&
-                    file.find('\\') == std::string::npos,
-                where, ": weight_map[\"", name, "\"] is '", file, "'; shards must be plain file names in the same folder");
-    auto it = shard_index.find(file);
-    if (it == shard_index.end()) {
-      const std::string shard_path = model_files::join(directory, file);
-      TORCH_CHECK(model_files::exists(shard_path), where, ": weight_map[\"", name, "\"] names the shard '", file,
-                  "', which does not exist");
-      checkpoint.files.emplace_back(shard_path);
-      it = shard_index.emplace(file, checkpoint.files.size() - 1).first;
-    }
-    TORCH_CHECK(checkpoint.files[it->second].contains(name), where, ": weight_map puts tensor '", name,
-                "' in shard '", file, "', which has no such tensor");
-    checkpoint.file_of[name] = it->second;
-  }
-  return checkpoint;
-}
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(out.is_open(), "cannot open '", tmp, "' for writing");
-    out << text;
-    out.flush();
-    TORCH_CHECK(out.good(), "writing '", tmp, "' failed");
-  }
-  const std::string error = model_files::rename_file(tmp, path);
-  TORCH_CHECK(error.empty(), "cannot rename '", tmp, "' to '", path, "': ", error);
-}
-
-}  // namespace
-
 void load_llama_weights(LlamaForCausalLMImpl& model, const std::string& directory) {
-  const Checkpoint checkpoint = open_checkpoint(directory);
-  const auto parameters = model.named_parameters(/*recurse=*/true);
   const bool tied = model.config().tie_word_embeddings();
-
-  // Check every name, shape and dtype before reading any data.
-  for (const auto& [name, file_index] : checkpoint.file_of) {
-    if (parameters.contains(name)) continue;
-    if (ends_with(name, "rotary_emb.inv_freq") || (tied && name == "lm_head.weight")) continue;
-    TORCH_CHECK(false, "checkpoint tensor '", name, "' in '", checkpoint.files[file_index].path(),
-                "' is not a parameter of this ", model.config().architecture_name(),
-                " (check config.json: architecture, tie_word_embeddings, num_hidden_layers)");
-  }
-  for (const auto& item : parameters) {
-    const std::string& name = item.key();
-    const auto found = checkpoint.file_of.find(name);
-    TORCH_CHECK(found != checkpoint.file_of.end(), "the checkpoint in '", directory, "' has no tensor '", name,
-                "' (a parameter of ", model.config().architecture_name(), " with shape ",
-                shape_string(item.value().sizes()), ")");
-    const safetensors::File& file = checkpoint.files[found->second];
-    const safetensors::TensorEntry& entry = file.entry(name);
-    TORCH_CHECK(entry.shape == item.value().sizes().vec(), "tensor '", name, "' in '", file.path(), "' has shape ",
-                shape_string(entry.shape), ", but the model built from config.json expects ",
-                shape_string(item.value().sizes()));
-    const auto t = entry.scalar_type;
-    TORCH_CHECK(t == torch::kFloat || t == torch::kBFloat16 || t == torch::kHalf || t == torch::kDouble, "tensor '",
-                name, "' in '", file.path(), "' has dtype ", entry.dtype, "; weights must be F32, BF16, F16 or F64");
-  }
-  torch::NoGradGuard no_grad;
-  for (auto& item : parameters) {
-    const safetensors::File& file = checkpoint.files[checkpoint.file_of.at(item.key())];
-    item.value().copy_(file.load(item.key()));
-  }
+  detail::load_checkpoint_parameters(model, directory, model.config().architecture_name(), [tied](const std::string& name) {
+    return tied && name == "lm_head.weight";  // transformers ties it to the embedding
+  });
 }
 
 LlamaForCausalLM load_llama(const std::string& directory, const LlamaLoadOptions& options) {
-  const std::string config_path = model_files::join(directory, "config.json");
-  TORCH_CHECK(model_files::exists(config_path), "no config.json in '", directory, "'");
-  LlamaForCausalLM model(LlamaConfig::from_json_file(config_path));
+  const std::string config_path = files::join(directory, "config.json");
+  TORCH_CHECK(files::exists(config_path), "no config.json in '", directory, "'");
+  const LlamaConfig config = LlamaConfig::from_json_file(config_path);
+  TORCH_CHECK(config.num_labels() == 0, config_path, ": architectures names ", config.architecture_name(),
+              ", a sequence classifier (load it with load_llama_sequence_classifier)");
+  LlamaForCausalLM model(config);
   model->to(options.device(), options.dtype());
   load_llama_weights(*model, directory);
   return model;
 }
 
 void save_llama(const LlamaForCausalLMImpl& model, const std::string& directory) {
-  const std::string error = model_files::make_directories(directory);
-  TORCH_CHECK(error.empty(), "cannot create the folder '", directory, "': ", error);
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  std::string dtype;
-  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
-    tensors.emplace_back(item.key(), item.value().detach());
-    const auto t = item.value().scalar_type();
-    dtype = t == torch::kBFloat16 ? "bfloat16" : t == torch::kHalf ? "float16" : t == torch::kDouble ? "float64" : "float32";
-  }
-  LlamaConfig config = model.config();
-  config.torch_dtype(dtype);
-  safetensors::save_file(model_files::join(directory, "model.safetensors"), tensors, {{"format", "pt"}});
-  write_text_atomically(model_files::join(directory, "config.json"), config.to_json_string());
+  for (const auto& item : model.named_parameters(/*recurse=*/true)) tensors.emplace_back(item.key(), item.value());
+  detail::save_checkpoint_folder(tensors, model.config(), directory);
 }
 
 }  // namespace prefopt

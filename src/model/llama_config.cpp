@@ -131,7 +131,8 @@ int64_t LlamaConfig::resolved_head_dim() const {
 }
 
 std::string LlamaConfig::architecture_name() const {
-  return architecture_ == LlamaArchitecture::kQwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
+  const std::string family = architecture_ == LlamaArchitecture::kQwen2 ? "Qwen2" : "Llama";
+  return family + (num_labels_ >= 1 ? "ForSequenceClassification" : "ForCausalLM");
 }
 
 void LlamaConfig::validate() const {
@@ -199,10 +200,14 @@ LlamaConfig LlamaConfig::from_json_string(const std::string& text, const std::st
     TORCH_CHECK(list.is_array() && list.size() == 1 && list[0].is_string(), f.where("architectures"),
                 " must be a list of one architecture name, got ", show(list));
     from_architectures = list[0].get<std::string>();
-    TORCH_CHECK(from_architectures == "LlamaForCausalLM" || from_architectures == "Qwen2ForCausalLM",
+    TORCH_CHECK(from_architectures == "LlamaForCausalLM" || from_architectures == "Qwen2ForCausalLM" ||
+                    from_architectures == "LlamaForSequenceClassification" ||
+                    from_architectures == "Qwen2ForSequenceClassification",
                 f.where("architectures"), " is '", from_architectures,
-                "'; supported: 'LlamaForCausalLM', 'Qwen2ForCausalLM'");
+                "'; supported: 'LlamaForCausalLM', 'Qwen2ForCausalLM', 'LlamaForSequenceClassification', "
+                "'Qwen2ForSequenceClassification'");
   }
+  const bool classifier = from_architectures.find("ForSequenceClassification") != std::string::npos;
   if (f.has("model_type")) {
     from_model_type = f.string("model_type", "");
     TORCH_CHECK(from_model_type == "llama" || from_model_type == "qwen2", f.where("model_type"), " is '",
@@ -210,7 +215,8 @@ LlamaConfig LlamaConfig::from_json_string(const std::string& text, const std::st
   }
   TORCH_CHECK(!from_architectures.empty() || !from_model_type.empty(), source,
               ": neither architectures nor model_type is given; cannot tell which model this is");
-  const bool qwen2 = from_architectures.empty() ? from_model_type == "qwen2" : from_architectures == "Qwen2ForCausalLM";
+  const bool qwen2 =
+      from_architectures.empty() ? from_model_type == "qwen2" : from_architectures.rfind("Qwen2", 0) == 0;
   if (!from_architectures.empty() && !from_model_type.empty()) {
     TORCH_CHECK(qwen2 == (from_model_type == "qwen2"), f.where("model_type"), " is '", from_model_type,
                 "' but architectures names '", from_architectures, "'");
@@ -218,6 +224,17 @@ LlamaConfig LlamaConfig::from_json_string(const std::string& text, const std::st
 
   LlamaConfig config;
   config.architecture(qwen2 ? LlamaArchitecture::kQwen2 : LlamaArchitecture::kLlama);
+  if (classifier) {
+    // transformers: num_labels is the size of id2label, 2 by default.
+    int64_t labels = 2;
+    if (f.has("id2label")) {
+      const json& id2label = root.at("id2label");
+      TORCH_CHECK(id2label.is_object() && !id2label.empty(), f.where("id2label"),
+                  " must be a non-empty object of label names, got ", show(id2label));
+      labels = static_cast<int64_t>(id2label.size());
+    }
+    config.num_labels(labels);
+  }
   config.vocab_size(f.integer("vocab_size", qwen2 ? 151936 : 32000))
       .hidden_size(f.integer("hidden_size", 4096))
       .intermediate_size(f.integer("intermediate_size", qwen2 ? 22016 : 11008))
@@ -336,6 +353,15 @@ std::string LlamaConfig::to_json_string() const {
     j["eos_token_id"] = eos_token_ids_;
   }
   if (!torch_dtype_.empty()) j["dtype"] = torch_dtype_;
+  if (num_labels_ >= 1) {
+    ojson id2label = ojson::object(), label2id = ojson::object();
+    for (int64_t i = 0; i < num_labels_; ++i) {
+      id2label[std::to_string(i)] = "LABEL_" + std::to_string(i);
+      label2id["LABEL_" + std::to_string(i)] = i;
+    }
+    j["id2label"] = id2label;
+    j["label2id"] = label2id;
+  }
   return j.dump(2) + "\n";
 }
 

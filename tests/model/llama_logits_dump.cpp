@@ -1,8 +1,9 @@
 // Test helper for tests/python/test_llama_parity.py: loads a Hugging Face checkpoint folder with prefopt::load_llama,
 // runs one forward pass on the input ids (and attention mask) of a safetensors file, and writes the logits, the final
 // hidden states and the lm_head weight, in float32, to another safetensors file; given RESAVE_DIR, it also writes the
-// loaded model there with prefopt::save_llama. It computes nothing else and never compares: the Python test compares
-// against transformers.
+// loaded model there with prefopt::save_llama. A folder whose config.json names a *ForSequenceClassification
+// architecture is loaded with prefopt::load_llama_sequence_classifier and its "scores" [B, num_labels] are written
+// instead. It computes nothing else and never compares: the Python tests compare against transformers.
 //
 // Usage: prefopt_llama_logits_dump MODEL_DIR INPUTS.safetensors OUTPUT.safetensors [float32|bfloat16|float16]
 //                                  [RESAVE_DIR]
@@ -16,6 +17,7 @@
 
 #include "prefopt/model/llama.h"
 #include "prefopt/model/safetensors.h"
+#include "prefopt/model/sequence_classifier.h"
 
 int main(int argc, char** argv) {
   if (argc < 4 || argc > 6) {
@@ -34,12 +36,19 @@ int main(int argc, char** argv) {
       std::cerr << "unknown dtype '" << dtype_name << "'\n";
       return 2;
     }
-    auto model = prefopt::load_llama(argv[1], prefopt::LlamaLoadOptions().dtype(dtype));
-    model->eval();
     const prefopt::safetensors::File inputs(argv[2]);
     const torch::Tensor ids = inputs.load("input_ids");
     const torch::Tensor mask = inputs.contains("attention_mask") ? inputs.load("attention_mask") : torch::Tensor();
     torch::NoGradGuard no_grad;
+    const auto config = prefopt::LlamaConfig::from_json_file(std::string(argv[1]) + "/config.json");
+    if (config.num_labels() >= 1) {
+      auto classifier = prefopt::load_llama_sequence_classifier(argv[1], prefopt::LlamaLoadOptions().dtype(dtype));
+      classifier->eval();
+      prefopt::safetensors::save_file(argv[3], {{"scores", classifier->forward(ids, mask).to(torch::kFloat)}});
+      return 0;
+    }
+    auto model = prefopt::load_llama(argv[1], prefopt::LlamaLoadOptions().dtype(dtype));
+    model->eval();
     const torch::Tensor hidden = model->hidden_states(ids, mask);
     const torch::Tensor logits = model->forward(ids, mask);
     prefopt::safetensors::save_file(argv[3], {{"logits", logits.to(torch::kFloat)},

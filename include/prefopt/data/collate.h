@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <torch/arg.h>
@@ -59,6 +60,8 @@ struct EncodeOptions {
 /// A pair as token ids, truncated. prompt non-empty, chosen and rejected non-empty.
 struct PairExample {
   std::vector<int64_t> prompt, chosen, rejected;
+  /// The record's "margin" and "magnitude", when given (reward-model training).
+  std::optional<double> margin, magnitude;
 };
 /// A DOVE pair as token ids, truncated.
 struct JointPairExample {
@@ -146,8 +149,11 @@ struct SequenceBatch {
 
 /// B pairs in one batch of N = 2B rows: rows [0, B) are the chosen sequences, rows [B, 2B) the rejected, each
 /// after its pair's prompt (TRL's concatenated_forward order). Split the scores with logps.chunk(2).
+/// margins, magnitudes: [B] float64 when every pair of the batch has one (undefined when none has; a batch that
+/// mixes pairs with and without is an error).
 struct PairBatch : SequenceBatch {
   int64_t num_pairs = 0;
+  torch::Tensor margins, magnitudes;
 };
 
 /// B DOVE pairs: rows [0, B) are (chosen_prompt, chosen), rows [B, 2B) (rejected_prompt, rejected).

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,12 +70,16 @@ struct Segment {
   static Segment from_ids(std::vector<int64_t> ids);
 };
 
-/// TRL's pairwise preference record: {"prompt", "chosen", "rejected"}.
+/// TRL's pairwise preference record: {"prompt", "chosen", "rejected"}, with the optional numbers reward-model
+/// training reads: "margin" (TRL's RewardTrainer column: how much better chosen is, for loss_type margin) and
+/// "magnitude" (a preference strength >= 0, for loss_type scaled).
 struct PairRecord {
   Segment prompt;
   Segment chosen;
   Segment rejected;
   Source source;
+  std::optional<double> margin;
+  std::optional<double> magnitude;
 };
 
 /// DOVE's joint preference record: a chosen (prompt, response) pair preferred to a rejected pair with its own

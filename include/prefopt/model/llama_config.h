@@ -106,13 +106,17 @@ struct LlamaConfig {
   /// config.json's dtype (or torch_dtype) as written, e.g. "bfloat16"; empty when absent. Informational only:
   /// the dtype a model is built or loaded in is chosen by the caller.
   TORCH_ARG(std::string, torch_dtype) = "";
+  /// 0 for a causal LM (architectures "LlamaForCausalLM" / "Qwen2ForCausalLM"); >= 1 for a sequence classifier
+  /// ("...ForSequenceClassification", num_labels = the size of config.json's id2label, 2 when absent, as
+  /// transformers reads it). A reward model has 1.
+  TORCH_ARG(int64_t, num_labels) = 0;
 
  public:  // TORCH_ARG leaves the access at private
   /// head_dim, or hidden_size / num_attention_heads when head_dim is 0.
   int64_t resolved_head_dim() const;
   /// Whether q_proj, k_proj and v_proj carry biases (true for Qwen2).
   bool qkv_bias() const { return architecture_ == LlamaArchitecture::kQwen2; }
-  /// "LlamaForCausalLM" or "Qwen2ForCausalLM".
+  /// "LlamaForCausalLM" or "Qwen2ForCausalLM"; "...ForSequenceClassification" when num_labels >= 1.
   std::string architecture_name() const;
 
   /// Checks every field (sizes positive, heads dividing, head_dim even, pad_token_id in the vocabulary, rope
