@@ -1,6 +1,6 @@
 // prefopt-train's JSON run configuration: strict parsing (unknown keys, wrong types and missing required keys are
-// errors naming the key's JSON path) into a RunConfig, and run_training, which builds the model, data and Trainer
-// it names. Never interprets a loss option beyond its JSON type (the loss registry validates them).
+// errors naming the key's JSON path) into a RunConfig. Never loads a model or data (run.cpp does), and leaves loss
+// options to the loss registry, which checks them against their declarations.
 #include <prefopt/train/config.h>
 
 #include <fstream>
@@ -10,8 +10,6 @@
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 
-#include <prefopt/data/tokenizer.h>
-#include <prefopt/train/optim.h>
 
 namespace prefopt::train {
 
@@ -254,26 +252,6 @@ RunConfig load_run_config(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   const std::string base = slash == std::string::npos ? "" : path.substr(0, slash);
   return parse_run_config(text.str(), path, base);
-}
-
-TrainResult run_training(const RunConfig& config) {
-  // A model built from scratch draws its weights from torch's generator: seed it first so the run is reproducible.
-  seed_torch(config.trainer.seed());
-  LlamaForCausalLM model{nullptr};
-  if (config.model_config) {
-    model = LlamaForCausalLM(*config.model_config);
-    model->to(config.model_dtype);
-  } else {
-    model = load_llama(config.model_path, LlamaLoadOptions().dtype(config.model_dtype));
-  }
-  data::ByteTokenizer tokenizer;
-  TORCH_CHECK(model->config().vocab_size() >= tokenizer.vocab_size(), "model vocab_size ",
-              model->config().vocab_size(), " is smaller than the byte tokenizer's ", tokenizer.vocab_size());
-  auto train = Dataset::read(config.train_file, config.format, tokenizer, config.encode);
-  std::optional<Dataset> eval;
-  if (!config.eval_file.empty()) eval = Dataset::read(config.eval_file, config.format, tokenizer, config.encode);
-  Trainer trainer(config.trainer, model, std::move(train), std::move(eval));
-  return trainer.train();
 }
 
 }  // namespace prefopt::train

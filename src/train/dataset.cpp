@@ -2,6 +2,7 @@
 // shuffles or runs a model.
 #include <prefopt/train/dataset.h>
 
+#include <cstring>
 #include <fstream>
 
 #include <c10/util/Exception.h>
@@ -17,6 +18,7 @@ std::string to_string(DataFormat format) {
     case DataFormat::Ranked: return "ranked";
     case DataFormat::Unpaired: return "unpaired";
     case DataFormat::Completions: return "completions";
+    case DataFormat::Joint: return "joint";
   }
   return "?";
 }
@@ -26,8 +28,9 @@ DataFormat data_format_from_string(std::string_view name) {
   if (name == "ranked") return DataFormat::Ranked;
   if (name == "unpaired") return DataFormat::Unpaired;
   if (name == "completions") return DataFormat::Completions;
+  if (name == "joint") return DataFormat::Joint;
   TORCH_CHECK(false, "unknown data format \"", std::string(name),
-              "\"; valid formats: \"pairwise\", \"ranked\", \"unpaired\", \"completions\"");
+              "\"; valid formats: \"pairwise\", \"ranked\", \"unpaired\", \"completions\", \"joint\"");
 }
 
 int64_t Dataset::size() const {
@@ -36,14 +39,59 @@ int64_t Dataset::size() const {
     case DataFormat::Ranked: return static_cast<int64_t>(lists.size());
     case DataFormat::Unpaired: return static_cast<int64_t>(unpaired.size());
     case DataFormat::Completions: return static_cast<int64_t>(completions.size());
+    case DataFormat::Joint: return static_cast<int64_t>(joint.size());
   }
   return 0;
+}
+
+int64_t Dataset::fingerprint() const {
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&](int64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= static_cast<uint64_t>(v >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  };
+  auto add_ids = [&](const std::vector<int64_t>& ids) {
+    add(static_cast<int64_t>(ids.size()));
+    for (auto id : ids) add(id);
+  };
+  add(static_cast<int64_t>(format));
+  for (const auto& p : pairs) add_ids(p.prompt), add_ids(p.chosen), add_ids(p.rejected);
+  for (const auto& l : lists) {
+    add_ids(l.prompt);
+    for (const auto& r : l.responses) add_ids(r);
+  }
+  for (const auto& u : unpaired) add_ids(u.prompt), add_ids(u.completion);
+  for (const auto& c : completions) add_ids(c.prompt), add_ids(c.completion);
+  for (const auto& j : joint) add_ids(j.chosen_prompt), add_ids(j.chosen), add_ids(j.rejected_prompt), add_ids(j.rejected);
+  // Numbers and variants only some runs have enter only when present, so the fingerprints of data without them
+  // stay what they were.
+  auto add_real = [&](double x) {
+    int64_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    add(bits);
+  };
+  for (const auto& p : pairs) {
+    if (p.margin) add_real(*p.margin);
+    if (p.magnitude) add_real(*p.magnitude);
+  }
+  for (const auto& variants : degree_variants) {
+    for (const auto& v : variants) add_ids(v);
+  }
+  return static_cast<int64_t>(h & 0x7fffffffffffffffull);
 }
 
 Dataset Dataset::from_pairs(std::vector<data::PairExample> examples) {
   Dataset d;
   d.format = DataFormat::Pairwise;
   d.pairs = std::move(examples);
+  return d;
+}
+Dataset Dataset::from_joint(std::vector<data::JointPairExample> examples) {
+  Dataset d;
+  d.format = DataFormat::Joint;
+  d.joint = std::move(examples);
   return d;
 }
 Dataset Dataset::from_lists(std::vector<data::ListExample> examples) {
@@ -149,18 +197,52 @@ Dataset Dataset::read(const std::string& path, DataFormat format, const data::To
                       const data::EncodeOptions& encode) {
   data::ReadOptions read_options;
   read_options.on_error(encode.on_error()).max_skip_messages(encode.max_skip_messages());
+  Dataset out;
   switch (format) {
     case DataFormat::Pairwise:
-      return from_pairs(checked(data::encode_all(data::read_pairs(path, read_options).items, tokenizer, encode), path));
+      out = from_pairs(checked(data::encode_all(data::read_pairs(path, read_options).items, tokenizer, encode), path));
+      break;
     case DataFormat::Ranked:
-      return from_lists(checked(data::encode_all(data::read_lists(path, read_options).items, tokenizer, encode), path));
+      out = from_lists(checked(data::encode_all(data::read_lists(path, read_options).items, tokenizer, encode), path));
+      break;
     case DataFormat::Unpaired:
-      return from_unpaired(
+      out = from_unpaired(
           checked(data::encode_all(data::read_unpaired(path, read_options).items, tokenizer, encode), path));
+      break;
     case DataFormat::Completions:
-      return from_completions(read_completions(path, tokenizer, encode));
+      out = from_completions(read_completions(path, tokenizer, encode));
+      break;
+    case DataFormat::Joint:
+      out = from_joint(
+          checked(data::encode_all(data::read_joint_pairs(path, read_options).items, tokenizer, encode), path));
+      break;
   }
-  TORCH_CHECK(false, "unknown data format");
+  out.max_length = encode.max_length();
+  return out;
+}
+
+void add_degree_variants(Dataset& data, const data::Tokenizer& tokenizer, int64_t num_degrees,
+                         const data::KeyphraseOptions& keyphrases) {
+  TORCH_CHECK(data.format == DataFormat::Pairwise, "add_degree_variants: SPO augments pairs, got ",
+              to_string(data.format), " data");
+  TORCH_CHECK(num_degrees >= 2, "add_degree_variants: num_degrees must be >= 2, got ", num_degrees);
+  const auto eos = tokenizer.eos_id();
+  const auto options = data::GradedRemovalOptions().num_degrees(num_degrees).keyphrases(keyphrases);
+  data.degree_variants.clear();
+  data.degree_variants.reserve(data.pairs.size());
+  for (size_t i = 0; i < data.pairs.size(); ++i) {
+    const auto& chosen = data.pairs[i].chosen;
+    const bool ends_with_eos = eos && !chosen.empty() && chosen.back() == *eos;
+    std::vector<std::vector<int64_t>> variants;
+    for (const auto& v : data::graded_removal(tokenizer.decode(chosen, /*skip_special_tokens=*/true), options)) {
+      std::vector<int64_t> ids = tokenizer.encode(v.text);
+      if (ends_with_eos) ids.push_back(*eos);
+      TORCH_CHECK(!ids.empty(), "add_degree_variants: pair ", i, ": the degree ", variants.size(),
+                  " variant of the chosen response encodes to no token");
+      variants.push_back(std::move(ids));
+    }
+    data.degree_variants.push_back(std::move(variants));
+  }
 }
 
 }  // namespace prefopt::train

@@ -1,143 +1,121 @@
-// The loss registry: loss name + option map -> an Objective calling the prefopt loss functions. Validates keys
-// and types before training starts; never computes a score or runs a model.
+// The loss registry: one entry per trainable loss (name, summary, data format, declared options, factory), from
+// which make_objective, the option checks and the run-config documentation table are all derived. Never computes
+// a score or runs a model.
 #include <prefopt/train/loss_registry.h>
 
 #include <algorithm>
 #include <functional>
-#include <set>
 #include <sstream>
 
 #include <c10/util/Exception.h>
 
+#include <prefopt/losses/degree.h>
+#include <prefopt/losses/joint.h>
 #include <prefopt/losses/listwise.h>
 #include <prefopt/losses/pairwise.h>
 #include <prefopt/losses/reference_free.h>
+#include <prefopt/losses/reward.h>
 #include <prefopt/losses/token_level.h>
 #include <prefopt/losses/unpaired.h>
+#include <prefopt/model/sequence_classifier.h>
+#include <torch/nn/init.h>
 
 namespace prefopt::train {
 
-std::string OptionValue::type_name() const {
-  switch (value.index()) {
-    case 0: return "bool";
-    case 1: return "integer";
-    case 2: return "number";
-    default: return "string";
-  }
-}
-
 namespace {
 
-std::string join(const std::vector<std::string>& names) {
-  std::ostringstream out;
-  for (size_t i = 0; i < names.size(); ++i) out << (i ? ", " : "") << '"' << names[i] << '"';
-  return out.str();
+std::string context(const std::string& loss) { return "loss \"" + loss + "\": "; }
+
+template <typename Options>
+Options read(const std::string& loss, const LossOptions& given, const std::vector<std::string>& extra_keys = {}) {
+  Options options;
+  read_options(options, given, context(loss), extra_keys);
+  return options;
 }
 
-// Typed, key-checked access to a loss's options: every key must be among `allowed`.
-class OptionReader {
+template <typename Scores>
+const Scores& scores_of(const BatchScores& scores, const std::string& loss, DataFormat format) {
+  const Scores* s = std::get_if<Scores>(&scores);
+  TORCH_CHECK(s != nullptr, context(loss), "trains on ", to_string(format), " data; the batch holds other scores");
+  return *s;
+}
+
+void require(const torch::Tensor& t, const char* field, const std::string& loss) {
+  TORCH_CHECK(t.defined(), context(loss), "needs ", field, ", which the trainer did not compute");
+}
+
+// A stateless loss: options read once, a function of (scores, options).
+template <typename Options, typename Scores>
+class FunctionObjective final : public Objective {
  public:
-  OptionReader(std::string loss, const LossOptions& options, std::vector<std::string> allowed)
-      : loss_(std::move(loss)), options_(options), allowed_(std::move(allowed)) {
-    std::sort(allowed_.begin(), allowed_.end());
-    for (const auto& [key, value] : options_) {
-      TORCH_CHECK(std::binary_search(allowed_.begin(), allowed_.end(), key), "loss \"", loss_,
-                  "\": unknown option \"", key, "\"; valid options: ",
-                  allowed_.empty() ? std::string("none") : join(allowed_));
-    }
-  }
-  template <typename F>
-  void real(const std::string& key, F&& set) const {
-    auto it = options_.find(key);
-    if (it == options_.end()) return;
-    if (auto d = std::get_if<double>(&it->second.value)) return set(*d);
-    if (auto i = std::get_if<int64_t>(&it->second.value)) return set(static_cast<double>(*i));
-    TORCH_CHECK(false, "loss \"", loss_, "\": option \"", key, "\" must be a number, got ", it->second.type_name());
-  }
-  template <typename F>
-  void integer(const std::string& key, F&& set) const {
-    auto it = options_.find(key);
-    if (it == options_.end()) return;
-    if (auto i = std::get_if<int64_t>(&it->second.value)) return set(*i);
-    TORCH_CHECK(false, "loss \"", loss_, "\": option \"", key, "\" must be an integer, got ",
-                it->second.type_name());
-  }
-  template <typename F>
-  void boolean(const std::string& key, F&& set) const {
-    auto it = options_.find(key);
-    if (it == options_.end()) return;
-    if (auto b = std::get_if<bool>(&it->second.value)) return set(*b);
-    TORCH_CHECK(false, "loss \"", loss_, "\": option \"", key, "\" must be a bool, got ", it->second.type_name());
-  }
-  template <typename F>
-  void string(const std::string& key, F&& set) const {
-    auto it = options_.find(key);
-    if (it == options_.end()) return;
-    if (auto s = std::get_if<std::string>(&it->second.value)) {
-      try {
-        return set(*s);
-      } catch (const c10::Error& e) {
-        TORCH_CHECK(false, "loss \"", loss_, "\": option \"", key, "\": ", e.msg());
+  using Fn = std::function<LossOutput(const Scores&, const Options&)>;
+  FunctionObjective(std::string name, DataFormat format, Options options, ScoringNeeds needs, Fn fn)
+      : name_(std::move(name)), format_(format), options_(std::move(options)), needs_(needs), fn_(std::move(fn)) {}
+  std::string name() const override { return name_; }
+  DataFormat format() const override { return format_; }
+  ScoringNeeds needs() const override { return needs_; }
+  LossOutput compute(const BatchScores& scores) override {
+    const Scores& s = scores_of<Scores>(scores, name_, format_);
+    if (needs_.reference) {
+      if constexpr (std::is_same_v<Scores, ListScores> || std::is_same_v<Scores, UnpairedScores>) {
+        require(s.ref, "reference log-probs", name_);
+      } else if constexpr (std::is_same_v<Scores, PairScores> || std::is_same_v<Scores, JointScores>) {
+        require(s.ref_chosen, "reference log-probs", name_);
       }
     }
-    TORCH_CHECK(false, "loss \"", loss_, "\": option \"", key, "\" must be a string, got ", it->second.type_name());
+    return fn_(s, options_);
   }
 
  private:
-  std::string loss_;
-  const LossOptions& options_;
-  std::vector<std::string> allowed_;
+  std::string name_;
+  DataFormat format_;
+  Options options_;
+  ScoringNeeds needs_;
+  Fn fn_;
 };
 
-void require(const torch::Tensor& t, const char* field, const std::string& loss) {
-  TORCH_CHECK(t.defined(), "loss \"", loss, "\" needs ", field, ", which the trainer did not compute");
+template <typename Options, typename Scores, typename Fn>
+std::unique_ptr<Objective> function_objective(const std::string& name, DataFormat format, Options options,
+                                              ScoringNeeds needs, Fn fn) {
+  return std::make_unique<FunctionObjective<Options, Scores>>(name, format, std::move(options), needs,
+                                                              typename FunctionObjective<Options, Scores>::Fn(fn));
 }
 
-// ---- pairwise objectives -------------------------------------------------------------------------------------
-
-class SFTObjective final : public Objective {
- public:
-  std::string name() const override { return "sft"; }
-  bool needs_reference() const override { return false; }
-  bool accepts(DataFormat f) const override { return f == DataFormat::Completions || f == DataFormat::Pairwise; }
-  LossOutput compute(const ObjectiveInputs& in) override {
-    require(in.chosen_nll, "chosen_nll", name());
-    require(in.policy_chosen, "policy_chosen", name());
-    LossOutput out;
-    out.loss = in.chosen_nll;
-    auto lengths = in.chosen_lengths.defined() ? in.chosen_lengths.clamp_min(1) : torch::ones_like(in.policy_chosen);
-    out.losses = -in.policy_chosen / lengths;
-    out.metrics["nll_loss"] = in.chosen_nll.detach().to(torch::kFloat32);
-    out.metrics["logps/chosen"] = in.policy_chosen.detach().mean().to(torch::kFloat32);
-    return out;
-  }
-};
-
+// DPO keeps BCO's running mean as module state, and its scoring options (WPO, LD-DPO) shape the trainer's scores.
 class DPOObjective final : public Objective {
  public:
-  explicit DPOObjective(const LossOptions& o) {
-    OptionReader r("dpo", o, {"loss_type", "beta", "label_smoothing", "f_divergence", "alpha_divergence_coef",
-                              "discopop_tau", "bco_running_mean", "rpo_alpha", "reference_free"});
-    r.string("loss_type", [&](const std::string& s) { options_.loss_type(dpo_loss_type_from_string(s)); });
-    r.real("beta", [&](double v) { options_.beta(v); });
-    r.real("label_smoothing", [&](double v) { options_.label_smoothing(v); });
-    r.string("f_divergence", [&](const std::string& s) { options_.f_divergence(f_divergence_from_string(s)); });
-    r.real("alpha_divergence_coef", [&](double v) { options_.alpha_divergence_coef(v); });
-    r.real("discopop_tau", [&](double v) { options_.discopop_tau(v); });
-    r.boolean("bco_running_mean", [&](bool v) { options_.bco_running_mean(v); });
-    r.real("rpo_alpha", [&](double v) { options_.rpo_alpha(v); });
-    r.boolean("reference_free", [&](bool v) { options_.reference_free(v); });
+  explicit DPOObjective(const LossOptions& given) {
+    std::vector<std::string> loss_keys, scoring_keys;
+    for (const auto& spec : option_specs<DPOLossOptions>()) loss_keys.push_back(spec.name);
+    for (const auto& spec : option_specs<DPOScoringOptions>()) scoring_keys.push_back(spec.name);
+    options_ = read<DPOLossOptions>("dpo", given, scoring_keys);
+    scoring_ = read<DPOScoringOptions>("dpo", given, loss_keys);
+    TORCH_CHECK(scoring_.ld_alpha() > 0.0 && scoring_.ld_alpha() <= 1.0, context("dpo"),
+                "option \"ld_alpha\" must be in (0, 1], got ", scoring_.ld_alpha());
+    TORCH_CHECK(!(scoring_.use_weighting() && (options_.loss_type() == kAOT || options_.loss_type() == kAOTUnpaired)),
+                context("dpo"), "option \"use_weighting\" (WPO) does not apply to loss_type ",
+                to_string(options_.loss_type()), ", which sorts the batch");
     loss_ = DPOLoss(options_);
   }
   std::string name() const override { return "dpo"; }
-  bool needs_reference() const override { return !options_.reference_free(); }
-  bool accepts(DataFormat f) const override { return f == DataFormat::Pairwise; }
-  LossOutput compute(const ObjectiveInputs& in) override {
-    require(in.policy_chosen, "policy_chosen", name());
+  DataFormat format() const override { return DataFormat::Pairwise; }
+  ScoringNeeds needs() const override {
+    ScoringNeeds n;
+    n.reference = !options_.reference_free();
+    n.wpo_weights = scoring_.use_weighting();
+    n.ld_alpha = scoring_.ld_alpha();
+    return n;
+  }
+  LossOutput compute(const BatchScores& scores) override {
+    const auto& s = scores_of<PairScores>(scores, name(), format());
     DPOLossInputs extra;
-    extra.chosen_lengths(in.chosen_lengths).rejected_lengths(in.rejected_lengths);
-    if (options_.loss_type() == kSFT || options_.rpo_alpha() != 0.0) extra.chosen_nll(in.chosen_nll);
-    return loss_->forward(in.policy_chosen, in.policy_rejected, in.ref_chosen, in.ref_rejected, extra);
+    extra.chosen_lengths(s.chosen_lengths).rejected_lengths(s.rejected_lengths);
+    if (options_.loss_type() == kSFT || options_.rpo_alpha() != 0.0) extra.chosen_nll(s.chosen_nll);
+    if (scoring_.use_weighting()) {
+      require(s.weights, "WPO weights", name());
+      extra.weights(s.weights);
+    }
+    return loss_->forward(s.policy_chosen, s.policy_rejected, s.ref_chosen, s.ref_rejected, extra);
   }
   std::map<std::string, torch::Tensor> state() const override {
     return {{"bco_running_mean", loss_->bco_running_mean.detach().clone()},
@@ -151,241 +129,433 @@ class DPOObjective final : public Objective {
 
  private:
   DPOLossOptions options_;
+  DPOScoringOptions scoring_;
   DPOLoss loss_{nullptr};
 };
 
-class SimPOObjective final : public Objective {
+// A reward model: the policy's decoder with a scalar score head (transformers' LlamaForSequenceClassification),
+// trained with the Bradley-Terry family on the heads' rewards of chosen and rejected.
+class RewardObjective final : public Objective {
  public:
-  explicit SimPOObjective(const LossOptions& o) {
-    OptionReader r("simpo", o, {"beta", "gamma", "label_smoothing"});
-    r.real("beta", [&](double v) { options_.beta(v); });
-    r.real("gamma", [&](double v) { options_.gamma(v); });
-    r.real("label_smoothing", [&](double v) { options_.label_smoothing(v); });
+  explicit RewardObjective(const LossOptions& given) : options_(read<RewardLossOptions>("reward", given)) {}
+  std::string name() const override { return "reward"; }
+  DataFormat format() const override { return DataFormat::Pairwise; }
+  ScoringNeeds needs() const override {
+    ScoringNeeds n;
+    n.pooled_hidden = true;
+    return n;
   }
-  std::string name() const override { return "simpo"; }
-  bool needs_reference() const override { return false; }
-  bool accepts(DataFormat f) const override { return f == DataFormat::Pairwise; }
-  LossOutput compute(const ObjectiveInputs& in) override {
-    return functional::simpo_loss(in.policy_chosen, in.policy_rejected, in.chosen_lengths, in.rejected_lengths,
-                                  options_);
+  void bind(const LlamaForCausalLMImpl& model) override {
+    TORCH_CHECK(model.config().pad_token_id().has_value(), context("reward"),
+                "the score is read at each sequence's last non-pad token, as transformers reads it, so the model's ",
+                "config needs a pad_token_id");
+    const auto like = model.model->embed_tokens->weight;
+    head_ = torch::empty({1, model.config().hidden_size()}, like.options()).requires_grad_(true);
+    torch::NoGradGuard no_grad;
+    torch::nn::init::normal_(head_, 0.0, model.config().initializer_range());
+  }
+  std::vector<torch::Tensor> parameters() const override { return {head_}; }
+  LossOutput compute(const BatchScores& scores) override {
+    const auto& s = scores_of<PairScores>(scores, name(), format());
+    require(s.chosen_hidden, "pooled hidden states", name());
+    TORCH_CHECK(head_.defined(), context("reward"), "bind() was not called with the model");
+    const auto rc = at::linear(s.chosen_hidden, head_).squeeze(-1);
+    const auto rr = at::linear(s.rejected_hidden, head_).squeeze(-1);
+    RewardLossInputs extra;
+    if (options_.loss_type() == kMarginBT) {
+      TORCH_CHECK(s.margins.defined(), context("reward"), "loss_type margin needs a \"margin\" for every pair of ",
+                  "the data, and this batch has none");
+      extra.margin(s.margins.to(rc.scalar_type()));
+    }
+    if (options_.loss_type() == kScaledBT) {
+      TORCH_CHECK(s.magnitudes.defined(), context("reward"), "loss_type scaled needs a \"magnitude\" for every ",
+                  "pair of the data, and this batch has none");
+      extra.magnitude(s.magnitudes.to(rc.scalar_type()));
+    }
+    return functional::reward_loss(rc, rr, options_, extra);
+  }
+  std::map<std::string, torch::Tensor> state() const override {
+    if (!head_.defined()) return {};
+    return {{"score.weight", head_.detach().clone()}};
+  }
+  void load_state(const std::map<std::string, torch::Tensor>& state) override {
+    auto it = state.find("score.weight");
+    TORCH_CHECK(it != state.end() && head_.defined() && it->second.sizes() == head_.sizes(), context("reward"),
+                "the checkpoint's loss_state.pt holds no score head of shape ", head_.sizes());
+    torch::NoGradGuard no_grad;
+    head_.copy_(it->second);
+  }
+  void save_model(const LlamaForCausalLMImpl& model, const std::string& directory) const override {
+    save_llama_sequence_classifier(*model.model, head_, model.config(), directory);
   }
 
  private:
-  SimPOLossOptions options_;
+  RewardLossOptions options_;
+  torch::Tensor head_;
 };
 
-class CPOObjective final : public Objective {
+// SPO: the DPO-family loss it wraps plus a degree head that classifies how much of each chosen response's key
+// content its graded variants keep (L = L_align + lambda L_degree).
+class SPOObjective final : public Objective {
  public:
-  explicit CPOObjective(const LossOptions& o) {
-    OptionReader r("cpo", o, {"loss_type", "beta", "label_smoothing", "cpo_alpha", "simpo_gamma", "alpha"});
-    r.string("loss_type", [&](const std::string& s) { options_.loss_type(cpo_loss_type_from_string(s)); });
-    r.real("beta", [&](double v) { options_.beta(v); });
-    r.real("label_smoothing", [&](double v) { options_.label_smoothing(v); });
-    r.real("cpo_alpha", [&](double v) { options_.cpo_alpha(v); });
-    r.real("simpo_gamma", [&](double v) { options_.simpo_gamma(v); });
-    r.real("alpha", [&](double v) { options_.alpha(v); });
+  explicit SPOObjective(const LossOptions& given) {
+    std::vector<std::string> spo, dpo, training;
+    for (const auto& s : option_specs<SPOLossOptions>()) spo.push_back(s.name);
+    for (const auto& s : option_specs<DPOLossOptions>()) dpo.push_back(s.name);
+    for (const auto& s : option_specs<SPOTrainingOptions>()) training.push_back(s.name);
+    auto others = [](std::vector<std::string> a, const std::vector<std::string>& b) {
+      a.insert(a.end(), b.begin(), b.end());
+      return a;
+    };
+    // label_smoothing is declared by both SPOLoss (the degree cross-entropy) and DPO: here it is SPO's.
+    std::vector<std::string> dpo_keys;
+    for (const auto& k : dpo) {
+      if (k != "label_smoothing") dpo_keys.push_back(k);
+    }
+    LossOptions align_given;
+    for (const auto& [k, v] : given) {
+      if (std::find(dpo_keys.begin(), dpo_keys.end(), k) != dpo_keys.end()) align_given.emplace(k, v);
+    }
+    options_ = read<SPOLossOptions>("spo", given, others(dpo_keys, training));
+    training_ = read<SPOTrainingOptions>("spo", given, others(dpo_keys, spo));
+    align_options_ = read<DPOLossOptions>("spo", align_given);
+    TORCH_CHECK(training_.num_degrees() >= 2, context("spo"), "option \"num_degrees\" must be >= 2, got ",
+                training_.num_degrees());
+    align_ = DPOLoss(align_options_);
   }
-  std::string name() const override { return "cpo"; }
-  bool needs_reference() const override { return false; }
-  bool accepts(DataFormat f) const override { return f == DataFormat::Pairwise; }
-  LossOutput compute(const ObjectiveInputs& in) override {
-    CPOLossInputs extra;
-    extra.chosen_lengths(in.chosen_lengths).rejected_lengths(in.rejected_lengths);
-    if (options_.cpo_alpha() != 0.0) extra.chosen_nll(in.chosen_nll);
-    return functional::cpo_loss(in.policy_chosen, in.policy_rejected, options_, extra);
+  std::string name() const override { return "spo"; }
+  DataFormat format() const override { return DataFormat::Pairwise; }
+  ScoringNeeds needs() const override {
+    ScoringNeeds n;
+    n.reference = !align_options_.reference_free();
+    n.degree_variants = training_.num_degrees();
+    return n;
+  }
+  void bind(const LlamaForCausalLMImpl& model) override {
+    head_ = DegreeHead(DegreeHeadOptions(model.config().hidden_size(), training_.num_degrees())
+                           .pooling(training_.pooling()));
+    const auto like = model.model->embed_tokens->weight;
+    head_->to(like.device(), like.scalar_type());
+  }
+  std::vector<torch::Tensor> parameters() const override { return head_ ? head_->parameters() : std::vector<torch::Tensor>{}; }
+  LossOutput compute(const BatchScores& scores) override {
+    const auto& s = scores_of<PairScores>(scores, name(), format());
+    require(s.variant_hidden, "the hidden states of the graded variants", name());
+    TORCH_CHECK(head_, context("spo"), "bind() was not called with the model");
+    DPOLossInputs extra;
+    extra.chosen_lengths(s.chosen_lengths).rejected_lengths(s.rejected_lengths);
+    if (align_options_.loss_type() == kSFT || align_options_.rpo_alpha() != 0.0) extra.chosen_nll(s.chosen_nll);
+    const LossOutput align = align_->forward(s.policy_chosen, s.policy_rejected, s.ref_chosen, s.ref_rejected, extra);
+    return functional::spo_loss(align, head_(s.variant_hidden, s.variant_mask), s.degrees, options_);
+  }
+  std::map<std::string, torch::Tensor> state() const override {
+    std::map<std::string, torch::Tensor> out = {{"bco_running_mean", align_->bco_running_mean.detach().clone()},
+                                                {"bco_running_count", align_->bco_running_count.detach().clone()}};
+    if (head_) {
+      for (const auto& p : head_->named_parameters()) out["degree_head." + p.key()] = p.value().detach().clone();
+    }
+    return out;
+  }
+  void load_state(const std::map<std::string, torch::Tensor>& state) override {
+    torch::NoGradGuard guard;
+    if (auto it = state.find("bco_running_mean"); it != state.end()) align_->bco_running_mean.copy_(it->second);
+    if (auto it = state.find("bco_running_count"); it != state.end()) align_->bco_running_count.copy_(it->second);
+    if (!head_) return;
+    for (auto& p : head_->named_parameters()) {
+      auto it = state.find("degree_head." + p.key());
+      TORCH_CHECK(it != state.end() && it->second.sizes() == p.value().sizes(), context("spo"),
+                  "the checkpoint's loss_state.pt holds no degree head parameter ", p.key(), " of shape ",
+                  p.value().sizes());
+      p.value().copy_(it->second);
+    }
   }
 
  private:
-  CPOLossOptions options_;
+  SPOLossOptions options_;
+  SPOTrainingOptions training_;
+  DPOLossOptions align_options_;
+  DPOLoss align_{nullptr};
+  DegreeHead head_{nullptr};
 };
 
-class ORPOObjective final : public Objective {
- public:
-  explicit ORPOObjective(const LossOptions& o) {
-    OptionReader r("orpo", o, {"beta"});
-    r.real("beta", [&](double v) { options_.beta(v); });
-  }
-  std::string name() const override { return "orpo"; }
-  bool needs_reference() const override { return false; }
-  bool accepts(DataFormat f) const override { return f == DataFormat::Pairwise; }
-  LossOutput compute(const ObjectiveInputs& in) override {
-    return functional::orpo_loss(in.policy_chosen, in.policy_rejected, in.chosen_lengths, in.rejected_lengths,
-                                 in.chosen_nll, options_);
-  }
+struct NoOptions {};
 
- private:
-  ORPOLossOptions options_;
-};
+LossOutput sft(const CompletionScores& s) {
+  LossOutput out;
+  out.loss = s.nll;
+  out.losses = -s.policy / s.lengths.clamp_min(1);
+  out.metrics["nll_loss"] = s.nll.detach().to(torch::kFloat32);
+  out.metrics["logps/chosen"] = s.policy.detach().mean().to(torch::kFloat32);
+  return out;
+}
 
-class TDPOObjective final : public Objective {
- public:
-  explicit TDPOObjective(const LossOptions& o) {
-    OptionReader r("tdpo", o, {"variant", "beta", "alpha"});
-    r.string("variant", [&](const std::string& s) { options_.variant(tdpo_variant_from_string(s)); });
-    r.real("beta", [&](double v) { options_.beta(v); });
-    r.real("alpha", [&](double v) { options_.alpha(v); });
-  }
-  std::string name() const override { return "tdpo"; }
-  bool needs_reference() const override { return true; }
-  bool needs_token_kl() const override { return true; }
-  bool accepts(DataFormat f) const override { return f == DataFormat::Pairwise; }
-  LossOutput compute(const ObjectiveInputs& in) override {
-    require(in.chosen_kl, "chosen_kl", name());
-    return functional::tdpo_loss(in.policy_chosen, in.policy_rejected, in.ref_chosen, in.ref_rejected, in.chosen_kl,
-                                 in.rejected_kl, options_);
-  }
+// The list losses set their label kind from the data.
+template <typename Options>
+Options with_labels(Options options, const ListScores& s) {
+  return options.labels(s.labels_are_ranks ? kRanks : kGrades);
+}
 
- private:
-  TDPOLossOptions options_;
-};
-
-// ---- unpaired ------------------------------------------------------------------------------------------------
-
-class KTOObjective final : public Objective {
- public:
-  explicit KTOObjective(const LossOptions& o) {
-    OptionReader r("kto", o, {"loss_type", "beta", "desirable_weight", "undesirable_weight"});
-    r.string("loss_type", [&](const std::string& s) { options_.loss_type(kto_loss_type_from_string(s)); });
-    r.real("beta", [&](double v) { options_.beta(v); });
-    r.real("desirable_weight", [&](double v) { options_.desirable_weight(v); });
-    r.real("undesirable_weight", [&](double v) { options_.undesirable_weight(v); });
-  }
-  std::string name() const override { return "kto"; }
-  bool needs_reference() const override { return true; }
-  bool needs_kl_pairs() const override { return options_.loss_type() == kKTO; }
-  bool accepts(DataFormat f) const override { return f == DataFormat::Unpaired; }
-  LossOutput compute(const ObjectiveInputs& in) override {
-    KTOLossInputs extra;
-    if (needs_kl_pairs()) extra.policy_kl_logps(in.policy_kl).ref_kl_logps(in.ref_kl);
-    return functional::kto_loss(in.policy, in.ref, in.desirable, options_, extra);
-  }
-
- private:
-  KTOLossOptions options_;
-};
-
-// ---- lists ---------------------------------------------------------------------------------------------------
-
-template <typename Options, typename Fn>
-class ListObjective final : public Objective {
- public:
-  ListObjective(std::string name, Options options, bool needs_ref, bool uses_lengths, Fn fn)
-      : name_(std::move(name)), options_(options), needs_ref_(needs_ref), uses_lengths_(uses_lengths), fn_(fn) {}
-  std::string name() const override { return name_; }
-  bool needs_reference() const override { return needs_ref_; }
-  bool accepts(DataFormat f) const override { return f == DataFormat::Ranked; }
-  LossOutput compute(const ObjectiveInputs& in) override {
-    require(in.policy_lists, "policy_lists", name_);
-    Options options = options_;
-    options.labels(in.list_labels_are_ranks ? kRanks : kGrades);
-    return fn_(in, options);
-  }
-
- private:
-  std::string name_;
-  Options options_;
-  bool needs_ref_, uses_lengths_;
-  Fn fn_;
-};
-
-template <typename Options, typename Fn>
-std::unique_ptr<Objective> make_list(std::string name, Options options, bool needs_ref, Fn fn) {
-  return std::make_unique<ListObjective<Options, Fn>>(std::move(name), options, needs_ref, false, fn);
+ScoringNeeds reference_if(bool needed) {
+  ScoringNeeds n;
+  n.reference = needed;
+  return n;
 }
 
 using Factory = std::function<std::unique_ptr<Objective>(const LossOptions&)>;
 
-const std::map<std::string, std::pair<std::vector<std::string>, Factory>>& registry() {
-  static const std::map<std::string, std::pair<std::vector<std::string>, Factory>> table = {
-      {"sft", {{}, [](const LossOptions& o) {
-                 OptionReader("sft", o, {});
-                 return std::unique_ptr<Objective>(std::make_unique<SFTObjective>());
-               }}},
-      {"dpo", {{"loss_type", "beta", "label_smoothing", "f_divergence", "alpha_divergence_coef", "discopop_tau",
-                "bco_running_mean", "rpo_alpha", "reference_free"},
-               [](const LossOptions& o) { return std::unique_ptr<Objective>(std::make_unique<DPOObjective>(o)); }}},
-      {"simpo", {{"beta", "gamma", "label_smoothing"},
-                 [](const LossOptions& o) { return std::unique_ptr<Objective>(std::make_unique<SimPOObjective>(o)); }}},
-      {"cpo", {{"loss_type", "beta", "label_smoothing", "cpo_alpha", "simpo_gamma", "alpha"},
-               [](const LossOptions& o) { return std::unique_ptr<Objective>(std::make_unique<CPOObjective>(o)); }}},
-      {"orpo", {{"beta"},
-                [](const LossOptions& o) { return std::unique_ptr<Objective>(std::make_unique<ORPOObjective>(o)); }}},
-      {"tdpo", {{"variant", "beta", "alpha"},
-                [](const LossOptions& o) { return std::unique_ptr<Objective>(std::make_unique<TDPOObjective>(o)); }}},
-      {"kto", {{"loss_type", "beta", "desirable_weight", "undesirable_weight"},
-               [](const LossOptions& o) { return std::unique_ptr<Objective>(std::make_unique<KTOObjective>(o)); }}},
-      {"pro", {{"sft_weight", "length_normalize"},
+struct Entry {
+  LossInfo info;
+  Factory make;
+};
+
+template <typename Options>
+std::vector<OptionSpec> specs() {
+  return option_specs<Options>();
+}
+
+std::vector<Entry> build_entries() {
+  std::vector<Entry> e;
+  e.push_back({{"sft", "Supervised fine-tuning: the mean token NLL of the completions (pairs: of the chosen).",
+                DataFormat::Completions, {}},
                [](const LossOptions& o) {
-                 PROLossOptions opt;
-                 OptionReader r("pro", o, {"sft_weight", "length_normalize"});
-                 r.real("sft_weight", [&](double v) { opt.sft_weight(v); });
-                 r.boolean("length_normalize", [&](bool v) { opt.length_normalize(v); });
-                 return make_list("pro", opt, false, [](const ObjectiveInputs& in, const PROLossOptions& p) {
-                   return functional::pro_loss(in.policy_lists, in.list_lengths, in.list_labels, in.list_mask, p);
-                 });
-               }}},
-      {"lipo_lambda", {{"beta", "lambda_weighting", "reference_free"},
-                       [](const LossOptions& o) {
-                         LiPOLambdaLossOptions opt;
-                         OptionReader r("lipo_lambda", o, {"beta", "lambda_weighting", "reference_free"});
-                         r.real("beta", [&](double v) { opt.beta(v); });
-                         r.boolean("lambda_weighting", [&](bool v) { opt.lambda_weighting(v); });
-                         r.boolean("reference_free", [&](bool v) { opt.reference_free(v); });
-                         return make_list("lipo_lambda", opt, !opt.reference_free(),
-                                          [](const ObjectiveInputs& in, const LiPOLambdaLossOptions& p) {
-                                            return functional::lipo_lambda_loss(in.policy_lists, in.ref_lists,
-                                                                                in.list_labels, in.list_mask, p);
-                                          });
-                       }}},
-      {"plackett_luce", {{"beta", "top_m", "reference_free"},
-                         [](const LossOptions& o) {
-                           PlackettLuceLossOptions opt;
-                           OptionReader r("plackett_luce", o, {"beta", "top_m", "reference_free"});
-                           r.real("beta", [&](double v) { opt.beta(v); });
-                           r.integer("top_m", [&](int64_t v) { opt.top_m(v); });
-                           r.boolean("reference_free", [&](bool v) { opt.reference_free(v); });
-                           return make_list("plackett_luce", opt, !opt.reference_free(),
-                                            [](const ObjectiveInputs& in, const PlackettLuceLossOptions& p) {
-                                              return functional::plackett_luce_loss(in.policy_lists, in.ref_lists,
-                                                                                    in.list_labels, in.list_mask, p);
-                                            });
-                         }}},
-      {"all_pairs", {{"beta", "reference_free"},
-                     [](const LossOptions& o) {
-                       AllPairsLossOptions opt;
-                       OptionReader r("all_pairs", o, {"beta", "reference_free"});
-                       r.real("beta", [&](double v) { opt.beta(v); });
-                       r.boolean("reference_free", [&](bool v) { opt.reference_free(v); });
-                       return make_list("all_pairs", opt, !opt.reference_free(),
-                                        [](const ObjectiveInputs& in, const AllPairsLossOptions& p) {
-                                          return functional::all_pairs_loss(in.policy_lists, in.ref_lists,
-                                                                            in.list_labels, in.list_mask, p);
-                                        });
-                     }}},
-  };
+                 options_detail::check_keys(o, {}, context("sft"));
+                 return function_objective<NoOptions, CompletionScores>(
+                     "sft", DataFormat::Completions, NoOptions{}, {},
+                     [](const CompletionScores& s, const NoOptions&) { return sft(s); });
+               }});
+  {
+    auto options = specs<DPOLossOptions>();
+    for (auto& s : specs<DPOScoringOptions>()) options.push_back(s);
+    e.push_back({{"dpo", "The DPO family: every TRL loss_type, f-divergences, RPO, WPO and LD-DPO.",
+                  DataFormat::Pairwise, options},
+                 [](const LossOptions& o) { return std::unique_ptr<Objective>(std::make_unique<DPOObjective>(o)); }});
+  }
+  e.push_back({{"simpo", "SimPO: length-normalised reference-free margin loss.", DataFormat::Pairwise,
+                specs<SimPOLossOptions>()},
+               [](const LossOptions& o) {
+                 return function_objective<SimPOLossOptions, PairScores>(
+                     "simpo", DataFormat::Pairwise, read<SimPOLossOptions>("simpo", o), {},
+                     [](const PairScores& s, const SimPOLossOptions& p) {
+                       return functional::simpo_loss(s.policy_chosen, s.policy_rejected, s.chosen_lengths,
+                                                     s.rejected_lengths, p);
+                     });
+               }});
+  e.push_back({{"cpo", "CPO (and CPO-SimPO, AlphaPO): reference-free DPO with an NLL term.", DataFormat::Pairwise,
+                specs<CPOLossOptions>()},
+               [](const LossOptions& o) {
+                 return function_objective<CPOLossOptions, PairScores>(
+                     "cpo", DataFormat::Pairwise, read<CPOLossOptions>("cpo", o), {},
+                     [](const PairScores& s, const CPOLossOptions& p) {
+                       CPOLossInputs extra;
+                       extra.chosen_lengths(s.chosen_lengths).rejected_lengths(s.rejected_lengths);
+                       if (p.cpo_alpha() != 0.0) extra.chosen_nll(s.chosen_nll);
+                       return functional::cpo_loss(s.policy_chosen, s.policy_rejected, p, extra);
+                     });
+               }});
+  e.push_back({{"orpo", "ORPO: NLL plus an odds-ratio preference term, no reference.", DataFormat::Pairwise,
+                specs<ORPOLossOptions>()},
+               [](const LossOptions& o) {
+                 return function_objective<ORPOLossOptions, PairScores>(
+                     "orpo", DataFormat::Pairwise, read<ORPOLossOptions>("orpo", o), {},
+                     [](const PairScores& s, const ORPOLossOptions& p) {
+                       return functional::orpo_loss(s.policy_chosen, s.policy_rejected, s.chosen_lengths,
+                                                    s.rejected_lengths, s.chosen_nll, p);
+                     });
+               }});
+  e.push_back({{"tdpo", "TDPO: DPO with the sequences' per-token KL to the reference (needs ref_model copy).",
+                DataFormat::Pairwise, specs<TDPOLossOptions>()},
+               [](const LossOptions& o) {
+                 ScoringNeeds n;
+                 n.reference = n.token_kl = true;
+                 return function_objective<TDPOLossOptions, PairScores>(
+                     "tdpo", DataFormat::Pairwise, read<TDPOLossOptions>("tdpo", o), n,
+                     [](const PairScores& s, const TDPOLossOptions& p) {
+                       require(s.chosen_kl, "per-token KL", "tdpo");
+                       return functional::tdpo_loss(s.policy_chosen, s.policy_rejected, s.ref_chosen, s.ref_rejected,
+                                                    s.chosen_kl, s.rejected_kl, p);
+                     });
+               }});
+  e.push_back({{"kto", "KTO on unpaired examples; the KL baseline pairs each prompt with the completion of the "
+                       "previous example of the same micro-batch, as TRL's KL dataset does.",
+                DataFormat::Unpaired, specs<KTOLossOptions>()},
+               [](const LossOptions& o) {
+                 const auto options = read<KTOLossOptions>("kto", o);
+                 ScoringNeeds n;
+                 n.reference = true;
+                 n.kl_pairs = options.loss_type() == kKTO;
+                 return function_objective<KTOLossOptions, UnpairedScores>(
+                     "kto", DataFormat::Unpaired, options, n, [](const UnpairedScores& s, const KTOLossOptions& p) {
+                       KTOLossInputs extra;
+                       if (p.loss_type() == kKTO) extra.policy_kl_logps(s.policy_kl).ref_kl_logps(s.ref_kl);
+                       return functional::kto_loss(s.policy, s.ref, s.desirable, p, extra);
+                     });
+               }});
+  e.push_back({{"pro", "PRO: listwise ranking by successive softmaxes with an SFT term; no reference.",
+                DataFormat::Ranked, specs<PROLossOptions>()},
+               [](const LossOptions& o) {
+                 return function_objective<PROLossOptions, ListScores>(
+                     "pro", DataFormat::Ranked, read<PROLossOptions>("pro", o), {},
+                     [](const ListScores& s, const PROLossOptions& p) {
+                       return functional::pro_loss(s.policy, s.lengths, s.labels, s.mask, with_labels(p, s));
+                     });
+               }});
+  e.push_back({{"lipo_lambda", "LiPO-lambda: lambda-weighted pairwise logistic loss over a ranked list.",
+                DataFormat::Ranked, specs<LiPOLambdaLossOptions>()},
+               [](const LossOptions& o) {
+                 const auto options = read<LiPOLambdaLossOptions>("lipo_lambda", o);
+                 return function_objective<LiPOLambdaLossOptions, ListScores>(
+                     "lipo_lambda", DataFormat::Ranked, options, reference_if(!options.reference_free()),
+                     [](const ListScores& s, const LiPOLambdaLossOptions& p) {
+                       return functional::lipo_lambda_loss(s.policy, s.ref, s.labels, s.mask, with_labels(p, s));
+                     });
+               }});
+  e.push_back({{"plackett_luce", "Plackett-Luce (listwise DPO) over the label order.", DataFormat::Ranked,
+                specs<PlackettLuceLossOptions>()},
+               [](const LossOptions& o) {
+                 const auto options = read<PlackettLuceLossOptions>("plackett_luce", o);
+                 return function_objective<PlackettLuceLossOptions, ListScores>(
+                     "plackett_luce", DataFormat::Ranked, options, reference_if(!options.reference_free()),
+                     [](const ListScores& s, const PlackettLuceLossOptions& p) {
+                       return functional::plackett_luce_loss(s.policy, s.ref, s.labels, s.mask, with_labels(p, s));
+                     });
+               }});
+  e.push_back({{"all_pairs", "DPO on every ordered pair of a ranked list.", DataFormat::Ranked,
+                specs<AllPairsLossOptions>()},
+               [](const LossOptions& o) {
+                 const auto options = read<AllPairsLossOptions>("all_pairs", o);
+                 return function_objective<AllPairsLossOptions, ListScores>(
+                     "all_pairs", DataFormat::Ranked, options, reference_if(!options.reference_free()),
+                     [](const ListScores& s, const AllPairsLossOptions& p) {
+                       return functional::all_pairs_loss(s.policy, s.ref, s.labels, s.mask, with_labels(p, s));
+                     });
+               }});
+  e.push_back({{"irpo", "IRPO: each response against the mean of the others, DCG-weighted.", DataFormat::Ranked,
+                specs<IRPOLossOptions>()},
+               [](const LossOptions& o) {
+                 const auto options = read<IRPOLossOptions>("irpo", o);
+                 return function_objective<IRPOLossOptions, ListScores>(
+                     "irpo", DataFormat::Ranked, options, reference_if(!options.reference_free()),
+                     [](const ListScores& s, const IRPOLossOptions& p) {
+                       return functional::irpo_loss(s.policy, s.ref, s.labels, s.mask, s.lengths, with_labels(p, s));
+                     });
+               }});
+  e.push_back({{"ranklist", "RankList: pairwise ranking over local and non-local pairs, optionally skip-wise "
+                            "(window) and with a label margin.",
+                DataFormat::Ranked, specs<RankListLossOptions>()},
+               [](const LossOptions& o) {
+                 const auto options = read<RankListLossOptions>("ranklist", o);
+                 return function_objective<RankListLossOptions, ListScores>(
+                     "ranklist", DataFormat::Ranked, options, reference_if(!options.reference_free()),
+                     [](const ListScores& s, const RankListLossOptions& p) {
+                       return functional::ranklist_loss(s.policy, s.ref, s.labels, s.mask, with_labels(p, s));
+                     });
+               }});
+  {
+    auto options = specs<SPOLossOptions>();
+    for (auto& s : specs<SPOTrainingOptions>()) options.push_back(s);
+    for (auto& s : specs<DPOLossOptions>()) {
+      if (s.name != "label_smoothing") options.push_back(s);
+    }
+    e.push_back({{"spo", "SPO: a DPO-family loss plus a degree head that learns how much key content graded "
+                         "variants of the chosen response keep (the augmenter removes key phrases).",
+                  DataFormat::Pairwise, options},
+                 [](const LossOptions& o) { return std::unique_ptr<Objective>(std::make_unique<SPOObjective>(o)); }});
+  }
+  e.push_back({{"dove", "DOVE: DPO on joint log-probs of (prompt, response) pairs with different prompts.",
+                DataFormat::Joint, specs<JointDPOLossOptions>()},
+               [](const LossOptions& o) {
+                 return function_objective<JointDPOLossOptions, JointScores>(
+                     "dove", DataFormat::Joint, read<JointDPOLossOptions>("dove", o), reference_if(true),
+                     [](const JointScores& s, const JointDPOLossOptions& p) {
+                       return functional::joint_dpo_loss(s.policy_chosen, s.policy_rejected, s.ref_chosen,
+                                                         s.ref_rejected, p);
+                     });
+               }});
+  e.push_back({{"reward", "A reward model (Bradley-Terry, with margin, or scaled): the decoder with a scalar score "
+                          "head at the last token, saved as transformers' *ForSequenceClassification.",
+                DataFormat::Pairwise, specs<RewardLossOptions>()},
+               [](const LossOptions& o) { return std::unique_ptr<Objective>(std::make_unique<RewardObjective>(o)); }});
+  std::sort(e.begin(), e.end(), [](const Entry& a, const Entry& b) { return a.info.name < b.info.name; });
+  return e;
+}
+
+const std::vector<Entry>& entries() {
+  static const std::vector<Entry> table = build_entries();
   return table;
+}
+
+const Entry& entry(const std::string& name) {
+  for (const auto& e : entries()) {
+    if (e.info.name == name) return e;
+  }
+  std::ostringstream valid;
+  for (size_t i = 0; i < entries().size(); ++i) valid << (i ? ", " : "") << '"' << entries()[i].info.name << '"';
+  TORCH_CHECK(false, "unknown loss \"", name, "\"; valid losses: ", valid.str());
+}
+
+// A markdown table cell: pipes would end the cell.
+std::string cell(const std::string& text) {
+  std::string out;
+  for (char c : text) out += c == '|' ? std::string("\\|") : std::string(1, c);
+  return out;
 }
 
 }  // namespace
 
+void Objective::save_model(const LlamaForCausalLMImpl& model, const std::string& directory) const {
+  save_llama(model, directory);
+}
+
+const std::vector<LossInfo>& registered_loss_infos() {
+  static const std::vector<LossInfo> infos = [] {
+    std::vector<LossInfo> out;
+    for (const auto& e : entries()) out.push_back(e.info);
+    return out;
+  }();
+  return infos;
+}
+
 std::vector<std::string> registered_losses() {
   std::vector<std::string> names;
-  for (const auto& [name, entry] : registry()) names.push_back(name);
+  for (const auto& e : entries()) names.push_back(e.info.name);
   return names;
 }
 
 std::vector<std::string> loss_option_keys(const std::string& name) {
-  auto it = registry().find(name);
-  TORCH_CHECK(it != registry().end(), "unknown loss \"", name, "\"; valid losses: ", join(registered_losses()));
-  auto keys = it->second.first;
+  std::vector<std::string> keys;
+  for (const auto& spec : entry(name).info.options) keys.push_back(spec.name);
   std::sort(keys.begin(), keys.end());
   return keys;
 }
 
+std::string loss_options_markdown() {
+  std::ostringstream out;
+  out << "| loss | data | what it is |\n|------|------|------------|\n";
+  for (const auto& e : entries()) {
+    out << "| `" << e.info.name << "` | " << to_string(e.info.format) << " | " << cell(e.info.summary) << " |\n";
+  }
+  for (const auto& e : entries()) {
+    out << "\n`" << e.info.name << "` options";
+    if (e.info.options.empty()) {
+      out << ": none.\n";
+      continue;
+    }
+    out << ":\n\n| option | type | default | meaning |\n|--------|------|---------|---------|\n";
+    for (const auto& spec : e.info.options) {
+      std::string type = spec.config_type();
+      if (spec.kind == OptionKind::Choice) {
+        type += ": ";
+        for (size_t i = 0; i < spec.choices.size(); ++i) type += (i ? ", `" : "`") + spec.choices[i] + "`";
+      }
+      out << "| `" << spec.name << "` | " << type << " | `" << spec.default_value.to_json() << "` | "
+          << cell(spec.doc) << " |\n";
+    }
+  }
+  return out.str();
+}
+
 std::unique_ptr<Objective> make_objective(const std::string& name, const LossOptions& options) {
-  auto it = registry().find(name);
-  TORCH_CHECK(it != registry().end(), "unknown loss \"", name, "\"; valid losses: ", join(registered_losses()));
-  return it->second.second(options);
+  return entry(name).make(options);
 }
 
 }  // namespace prefopt::train

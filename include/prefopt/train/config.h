@@ -1,7 +1,7 @@
 // The prefopt-train run configuration: a JSON file naming the model (a Hugging Face folder, or a config to
 // build from scratch), the tokenizer, the data, the loss and its options, the optimizer, the schedule and the
 // training loop, parsed strictly (unknown keys, wrong types and missing required keys are errors naming the key
-// and its JSON path). Parsing only: it never loads a model or data (run_training does, through the Trainer).
+// and its JSON path). Parsing only: it never loads a model or data (train/run.h does).
 #pragma once
 
 #include <optional>
@@ -46,13 +46,5 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
                            const std::string& base_dir = "");
 /// Reads and parses a config file; relative data paths are resolved against its folder.
 RunConfig load_run_config(const std::string& path);
-
-/// Builds the model, the tokenizer and the datasets a RunConfig names, trains, and returns the result.
-///
-/// Example:
-/// ```
-/// auto result = prefopt::train::run_training(prefopt::train::load_run_config("examples/configs/dpo.json"));
-/// ```
-TrainResult run_training(const RunConfig& config);
 
 }  // namespace prefopt::train

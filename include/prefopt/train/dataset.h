@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <prefopt/data/collate.h>
+#include <prefopt/data/keyphrases.h>
 #include <prefopt/data/tokenizer.h>
 
 namespace prefopt::train {
@@ -20,9 +21,10 @@ enum class DataFormat {
   Ranked,       ///< "ranked": {"prompt", "responses", "scores" | "ranks"} (data::read_lists)
   Unpaired,     ///< "unpaired": {"prompt", "completion", "label"} (data::read_unpaired, KTO)
   Completions,  ///< "completions": {"prompt", "completion"}, strings or conversations (SFT)
+  Joint,        ///< "joint": {"chosen_prompt", "chosen", "rejected_prompt", "rejected"} (data::read_joint_pairs, DOVE)
 };
 std::string to_string(DataFormat format);
-/// "pairwise", "ranked", "unpaired", "completions"; any other name is an error listing these.
+/// "pairwise", "ranked", "unpaired", "completions", "joint"; any other name is an error listing these.
 DataFormat data_format_from_string(std::string_view name);
 
 /// A (prompt, completion) pair of token ids for supervised fine-tuning; both non-empty.
@@ -47,14 +49,25 @@ struct Dataset {
   std::vector<data::ListExample> lists;
   std::vector<data::UnpairedExample> unpaired;
   std::vector<CompletionExample> completions;
+  std::vector<data::JointPairExample> joint;
+  /// SPO's graded variants of each pair's chosen response, [pairs][K] completions, degree k at index k (0: the
+  /// response itself); empty unless add_degree_variants() made them.
+  std::vector<std::vector<std::vector<int64_t>>> degree_variants;
+  /// The encoding's max_length (prompt + completion), 0 = none: sequences the trainer composes from these
+  /// examples (KTO's mismatched pairs) are cut to it.
+  int64_t max_length = 0;
 
   /// The number of examples of `format`.
   int64_t size() const;
+  /// A 63-bit FNV-1a hash of the format and every token id: what ties a checkpoint or a reference cache to the
+  /// data it was made from.
+  int64_t fingerprint() const;
 
   static Dataset from_pairs(std::vector<data::PairExample> examples);
   static Dataset from_lists(std::vector<data::ListExample> examples);
   static Dataset from_unpaired(std::vector<data::UnpairedExample> examples);
   static Dataset from_completions(std::vector<CompletionExample> examples);
+  static Dataset from_joint(std::vector<data::JointPairExample> examples);
 
   /// Reads and encodes a JSONL file of `format` (the data layer's readers; errors name file:line:field).
   /// A "completions" file holds {"prompt": ..., "completion": ...} lines in the text or conversational form
@@ -62,5 +75,18 @@ struct Dataset {
   static Dataset read(const std::string& path, DataFormat format, const data::Tokenizer& tokenizer,
                       const data::EncodeOptions& encode = {});
 };
+
+/// SPO's augmentation: for every pair of `data` (pairwise), the chosen response decoded with `tokenizer`, cut into
+/// `num_degrees` graded variants by data::graded_removal (degree d removes the top share d / (K - 1) of its key
+/// phrases), and each variant encoded again (with the tokenizer's EOS when the response ended with it), into
+/// data.degree_variants. A variant that encodes to nothing is an error naming the pair and the degree.
+///
+/// Example:
+/// ```
+/// prefopt::train::add_degree_variants(train, tokenizer, /*num_degrees=*/4);
+/// train.degree_variants[0].size();   // 4
+/// ```
+void add_degree_variants(Dataset& data, const data::Tokenizer& tokenizer, int64_t num_degrees,
+                         const data::KeyphraseOptions& keyphrases = {});
 
 }  // namespace prefopt::train

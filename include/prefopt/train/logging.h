@@ -7,10 +7,48 @@
 #include <cstdint>
 #include <map>
 #include <string>
-
-#include <prefopt/train/trainer.h>
+#include <string_view>
+#include <utility>
 
 namespace prefopt::train {
+
+/// How progress is reported on stderr.
+enum class ProgressMode {
+  Auto,    ///< "auto": a bar with rate and ETA when stderr is a terminal, plain lines otherwise
+  Bar,     ///< "bar"
+  Lines,   ///< "lines": one line per logging step
+  Silent,  ///< "silent": nothing (metrics still go to metrics.jsonl and TrainResult)
+};
+std::string to_string(ProgressMode mode);
+ProgressMode progress_mode_from_string(std::string_view name);
+
+/// Metrics of one optimizer step, one logging interval or one evaluation, under TRL's names: "loss",
+/// "learning_rate", "grad_norm", "epoch", "rewards/chosen", "rewards/rejected", "rewards/accuracies",
+/// "rewards/margins", "logps/chosen", "logps/rejected", ... (evaluation: "eval_loss", "eval_rewards/...",
+/// and for lists "eval_ranking/accuracy", "eval_ranking/kendall_tau", "eval_ranking/ndcg").
+struct LogEntry {
+  /// Optimizer steps completed when the entry was made (1-based for training steps).
+  int64_t step = 0;
+  /// Fractional epoch: completed epochs + the fraction of this epoch's micro-batches done.
+  double epoch = 0.0;
+  std::map<std::string, double> metrics;
+};
+
+/// Weighted means of named values; a NaN value (a metric undefined on a batch) is left out of its mean.
+///
+/// Example:
+/// ```
+/// prefopt::train::MetricAverager avg;
+/// avg.add("loss", 0.7, /*weight=*/4);
+/// avg.means().at("loss");   // 0.7
+/// ```
+struct MetricAverager {
+  /// name -> (weighted sum, total weight).
+  std::map<std::string, std::pair<double, double>> sums;
+  void add(const std::string& name, double value, double weight = 1.0);
+  std::map<std::string, double> means() const;
+  void clear() { sums.clear(); }
+};
 
 /// Reports training progress on stderr.
 ///

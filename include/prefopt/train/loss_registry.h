@@ -1,57 +1,70 @@
 // The loss registry: maps a loss name and a string-keyed option map (as a JSON config gives them) to an
-// Objective that turns the Trainer's per-sequence scores into a LossOutput by calling the prefopt loss. It
-// validates names, option keys and option types up front; it never runs a model and never computes a score.
+// Objective that turns one micro-batch's typed scores into a LossOutput by calling the prefopt loss. Every entry is
+// built from the loss's option declaration (prefopt/losses/options.h), so its names, defaults, type checks and
+// documentation come from one place. It never runs a model and never computes a score.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include <torch/types.h>
 
+#include <prefopt/losses/degree.h>
 #include <prefopt/losses/loss_output.h>
+#include <prefopt/losses/options.h>
+#include <prefopt/model/llama.h>
+#include <prefopt/train/batch_scores.h>
 #include <prefopt/train/dataset.h>
 
 namespace prefopt::train {
 
-/// One option value: a bool, an integer, a real or a string. A class rather than a bare std::variant so that a
-/// string literal is a string, not a bool.
-class OptionValue {
- public:
-  OptionValue(bool v) : value(v) {}
-  OptionValue(int v) : value(static_cast<int64_t>(v)) {}
-  OptionValue(long v) : value(static_cast<int64_t>(v)) {}
-  OptionValue(long long v) : value(static_cast<int64_t>(v)) {}
-  OptionValue(double v) : value(v) {}
-  OptionValue(const char* v) : value(std::string(v)) {}
-  OptionValue(std::string v) : value(std::move(v)) {}
-  /// "bool", "integer", "number" or "string".
-  std::string type_name() const;
-  std::variant<bool, int64_t, double, std::string> value;
-};
-
+using OptionValue = prefopt::OptionValue;
 /// Options of a loss by name, e.g. {{"beta", 0.1}, {"loss_type", "ipo"}}. An integer is accepted where a real
 /// is expected.
-using LossOptions = std::map<std::string, OptionValue>;
+using LossOptions = prefopt::OptionMap;
 
-/// The scores an Objective needs, computed by the Trainer. Which fields are set depends on the data format and
-/// on Objective's requirements; an Objective checks the ones it reads.
-struct ObjectiveInputs {
-  // Pairs (and SFT on completions, which uses the chosen_* fields only): [B] summed completion log-probs,
-  // [B] completion lengths (float), 0-dim mean token NLL of the chosen completions, [B] summed per-token
-  // KL(reference || policy) for TDPO.
-  torch::Tensor policy_chosen, policy_rejected, ref_chosen, ref_rejected;
-  torch::Tensor chosen_lengths, rejected_lengths;
-  torch::Tensor chosen_nll;
-  torch::Tensor chosen_kl, rejected_kl;
-  // Lists: [B, K] summed log-probs, lengths, labels (float64) and the validity mask (bool).
-  torch::Tensor policy_lists, ref_lists, list_lengths, list_labels, list_mask;
-  bool list_labels_are_ranks = false;
-  // Unpaired (KTO): [B] log-probs and bool labels; [B] log-probs of the mismatched KL pairs.
-  torch::Tensor policy, ref, desirable, policy_kl, ref_kl;
+/// The dpo entry's options that change how the trainer scores a batch rather than the loss formula.
+#define PREFOPT_DPO_SCORING_OPTIONS(X)                                                                       \
+  X(bool, use_weighting, false,                                                                              \
+    "WPO: weight each pair's loss by W = min(1, exp(w_c + w_r)), w the mean over completion tokens of "      \
+    "log p_t - log sum_v p_v^2 (detached; needs the policy's logits; not with aot or aot_unpaired).")        \
+  X(double, ld_alpha, 1.0,                                                                                   \
+    "LD-DPO: tokens past the shorter response of a pair count alpha times, in (0, 1]; 1 = off.")
+struct DPOScoringOptions {
+  PREFOPT_DPO_SCORING_OPTIONS(PREFOPT_OPTION_FIELD)
+};
+
+/// The spo entry's options besides SPOLoss's and the DPO loss it wraps: the augmentation and the degree head.
+#define PREFOPT_SPO_TRAINING_OPTIONS(X)                                                                      \
+  X(int64_t, num_degrees, 4,                                                                                  \
+    "K >= 2 graded variants of each chosen response (degree d removes the top d / (K - 1) of its key phrases) "   \
+    "and the degree head's classes.")                                                                        \
+  X(DegreePooling, pooling, kMeanPooling, "How the degree head pools the last hidden states: mean or last.")
+struct SPOTrainingOptions {
+  PREFOPT_SPO_TRAINING_OPTIONS(PREFOPT_OPTION_FIELD)
+};
+
+/// What a loss needs the trainer to compute besides the policy's summed log-probs.
+struct ScoringNeeds {
+  /// Reference log-probs (from the frozen copy or the precomputed cache).
+  bool reference = false;
+  /// [B] summed per-token KL(reference || policy) of both responses (TDPO): a live reference model.
+  bool token_kl = false;
+  /// KTO's mismatched prompt/completion pairs within the micro-batch: a live reference model.
+  bool kl_pairs = false;
+  /// WPO's pair weights from the policy's logits.
+  bool wpo_weights = false;
+  /// LD-DPO's alpha (1 = off): the pair's scores from per-token log-probs.
+  double ld_alpha = 1.0;
+  /// The final hidden state at each sequence's last non-pad token instead of log-probs (a reward model's score
+  /// head reads it).
+  bool pooled_hidden = false;
+  /// SPO: K >= 2 graded variants of each chosen response (Dataset::degree_variants) scored into hidden states;
+  /// 0 = none.
+  int64_t degree_variants = 0;
 };
 
 /// A loss bound to its options, with the little state a loss keeps (BCO's running mean).
@@ -59,47 +72,63 @@ struct ObjectiveInputs {
 /// Example:
 /// ```
 /// auto objective = prefopt::train::make_objective("dpo", {{"beta", 0.1}, {"loss_type", "ipo"}});
-/// objective->accepts(prefopt::train::DataFormat::Pairwise);   // true
-/// prefopt::train::ObjectiveInputs in;  // policy_chosen, policy_rejected, ref_chosen, ref_rejected, lengths...
-/// prefopt::LossOutput out = objective->compute(in);
+/// objective->format();                        // DataFormat::Pairwise
+/// prefopt::train::PairScores scores;          // policy_chosen, policy_rejected, ref_chosen, ... [B]
+/// prefopt::LossOutput out = objective->compute(scores);
 /// ```
 class Objective {
  public:
   virtual ~Objective() = default;
   /// The registry name.
   virtual std::string name() const = 0;
-  /// Whether compute reads reference log-probs (ref_* fields).
-  virtual bool needs_reference() const = 0;
-  /// Whether compute reads chosen_kl / rejected_kl (per-token KL against the reference model's logits, so the
-  /// reference must be a live model: "precomputed" is refused for these losses).
-  virtual bool needs_token_kl() const { return false; }
-  /// Whether compute reads policy_kl / ref_kl (KTO's mismatched pairs).
-  virtual bool needs_kl_pairs() const { return false; }
-  /// Whether this loss trains on data of `format`.
-  virtual bool accepts(DataFormat format) const = 0;
-  /// The loss and its metrics. The inputs are those of one micro-batch.
-  virtual LossOutput compute(const ObjectiveInputs& inputs) = 0;
+  /// The data format it trains on.
+  virtual DataFormat format() const = 0;
+  virtual ScoringNeeds needs() const = 0;
+  /// The loss and its metrics from one micro-batch's scores (an error naming the loss when they are of
+  /// another shape than format()).
+  virtual LossOutput compute(const BatchScores& scores) = 0;
   /// Loss state to checkpoint (name -> tensor, CPU), and its restoration. Empty for stateless losses.
   virtual std::map<std::string, torch::Tensor> state() const { return {}; }
   virtual void load_state(const std::map<std::string, torch::Tensor>& state) {}
+  /// Builds what the loss trains besides the model (a reward model's score head), on the model's device and in
+  /// its dtype; the trainer calls it once, before training. An error when the model does not fit the loss.
+  virtual void bind(const LlamaForCausalLMImpl& model) {}
+  /// The parameters bind() made, which the trainer optimises and clips with the model's (their values are part
+  /// of state()).
+  virtual std::vector<torch::Tensor> parameters() const { return {}; }
+  /// Writes the trained model as users load it: the causal LM (save_llama), or for a reward model the decoder
+  /// with its score head as a LlamaForSequenceClassification folder.
+  virtual void save_model(const LlamaForCausalLMImpl& model, const std::string& directory) const;
 };
 
+/// A registered loss as documentation and checks see it: its name, one line on what it is, the data format it
+/// trains on, and its declared options (the loss's own, then the trainer-side ones such as dpo's
+/// use_weighting).
+struct LossInfo {
+  std::string name;
+  std::string summary;
+  DataFormat format;
+  std::vector<OptionSpec> options;
+};
+
+/// Every registered loss, sorted by name.
+const std::vector<LossInfo>& registered_loss_infos();
 /// The names make_objective accepts, sorted.
 std::vector<std::string> registered_losses();
 /// The option keys a loss accepts, sorted (an error for an unknown loss).
 std::vector<std::string> loss_option_keys(const std::string& name);
+/// The run-config documentation of every loss and option (docs/training.md's "Loss options" section, between
+/// its markers), generated from the declarations.
+std::string loss_options_markdown();
 
-/// Builds the objective `name` with `options`. Registered names and their options (the Options struct of the
-/// loss they wrap, same names and defaults):
-/// - "sft": mean token NLL of the completions (or of pairs' chosen responses). No options.
-/// - "dpo": DPOLoss. loss_type ("sigmoid", "hinge", "ipo", ..., "sft"), beta, label_smoothing, f_divergence,
-///   alpha_divergence_coef, discopop_tau, bco_running_mean, rpo_alpha, reference_free.
-/// - "simpo": beta, gamma, label_smoothing. "cpo": loss_type, beta, label_smoothing, cpo_alpha, simpo_gamma,
-///   alpha. "orpo": beta. "tdpo": variant ("tdpo1", "tdpo2"), beta, alpha.
-/// - "kto": loss_type ("kto", "apo_zero_unpaired"), beta, desirable_weight, undesirable_weight.
-/// - lists: "pro": sft_weight, length_normalize. "lipo_lambda": beta, lambda_weighting, reference_free.
-///   "plackett_luce": beta, top_m, reference_free. "all_pairs": beta, reference_free.
-/// An unknown name or option key, or a value of the wrong type, is an error listing the valid ones.
+/// Builds the objective `name` with `options`. An unknown name or option key, a value of the wrong type or an
+/// unknown choice is an error naming the loss and listing the valid ones. Names: see registered_loss_infos() or
+/// docs/training.md.
 std::unique_ptr<Objective> make_objective(const std::string& name, const LossOptions& options = {});
 
 }  // namespace prefopt::train
+
+namespace prefopt {
+PREFOPT_DECLARE_OPTIONS(train::DPOScoringOptions, PREFOPT_DPO_SCORING_OPTIONS);
+PREFOPT_DECLARE_OPTIONS(train::SPOTrainingOptions, PREFOPT_SPO_TRAINING_OPTIONS);
+}  // namespace prefopt

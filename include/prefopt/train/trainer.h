@@ -1,8 +1,8 @@
-// The Trainer: fine-tunes a LlamaForCausalLM with any prefopt loss chosen by name, on pairs, ranked lists,
-// unpaired examples or completions, with AdamW, warm-up + cosine schedule, gradient clipping and accumulation,
-// a frozen or precomputed reference, evaluation, metrics logging and atomic, exactly resumable checkpoints.
-// It composes the layers below (data, model, scoring, losses) and never changes their math; it never reads a
-// config file (train/config.h does) and never spawns threads of its own.
+// The Trainer: fine-tunes a LlamaForCausalLM with any registered loss on pairs, ranked lists, unpaired examples or
+// completions: the step loop (accumulation, clipping, AdamW on the warm-up + cosine schedule), evaluation, logging
+// and atomic, exactly resumable checkpoints. It delegates scoring to batch_scoring.h, the reference to
+// reference.h and the run's position to trainer_state.h; it never changes the math of the layers below, never
+// reads a config file (train/run.h does) and never spawns threads of its own.
 #pragma once
 
 #include <cstdint>
@@ -18,28 +18,11 @@
 
 #include <prefopt/model/llama.h>
 #include <prefopt/train/dataset.h>
+#include <prefopt/train/logging.h>
 #include <prefopt/train/loss_registry.h>
+#include <prefopt/train/reference.h>
 
 namespace prefopt::train {
-
-/// Where the reference log-probs of a loss that needs a reference come from.
-enum class RefModelMode {
-  Copy,         ///< "copy": a frozen clone of the initial policy (requires_grad false, eval mode, no grad)
-  Precomputed,  ///< "precomputed": computed once before training by that clone, cached in a file, reused on resume
-};
-std::string to_string(RefModelMode mode);
-/// "copy" or "precomputed"; any other name is an error listing them.
-RefModelMode ref_model_mode_from_string(std::string_view name);
-
-/// How progress is reported on stderr.
-enum class ProgressMode {
-  Auto,    ///< "auto": a bar with rate and ETA when stderr is a terminal, plain lines otherwise
-  Bar,     ///< "bar"
-  Lines,   ///< "lines": one line per logging step
-  Silent,  ///< "silent": nothing (metrics still go to metrics.jsonl and TrainResult)
-};
-std::string to_string(ProgressMode mode);
-ProgressMode progress_mode_from_string(std::string_view name);
 
 /// Everything a Trainer needs besides the model and the data. Names follow TRL / transformers'
 /// TrainingArguments where one exists. Steps are optimizer steps (one per gradient_accumulation_steps
@@ -53,8 +36,8 @@ ProgressMode progress_mode_from_string(std::string_view name);
 ///                   .max_steps(100).warmup_ratio(0.1).output_dir("runs/dpo");
 /// ```
 struct TrainerConfig {
-  /// The loss, by registry name (loss_registry.h: "sft", "dpo", "simpo", "cpo", "orpo", "kto", "tdpo", "pro",
-  /// "lipo_lambda", ...), and its options by name (errors list the valid ones).
+  /// The loss, by registry name (loss_registry.h; docs/training.md lists every loss and option), and its options
+  /// by name (errors list the valid ones).
   TORCH_ARG(std::string, loss) = "dpo";
   TORCH_ARG(LossOptions, loss_options) = {};
   /// Reference for losses that need one; ignored by reference-free losses.
@@ -84,8 +67,9 @@ struct TrainerConfig {
   TORCH_ARG(int64_t, eval_batch_size) = 8;
   /// Micro-batches whose gradients add up to one optimizer step; the loss of each is divided by this.
   TORCH_ARG(int64_t, gradient_accumulation_steps) = 1;
-  /// Epochs over the training data; max_steps > 0 overrides it. An epoch's last incomplete micro-batch is kept;
-  /// an optimizer step never spans two epochs (a short last step accumulates fewer micro-batches).
+  /// Epochs over the training data; max_steps > 0 overrides it. An epoch's last incomplete micro-batch is kept
+  /// (for KTO, whose KL baseline mismatches pairs within a micro-batch, a last micro-batch of one example joins
+  /// the one before); an optimizer step never spans two epochs (a short last step accumulates fewer micro-batches).
   TORCH_ARG(int64_t, num_train_epochs) = 1;
   TORCH_ARG(int64_t, max_steps) = -1;
   /// Shuffle the training data each epoch with a std::mt19937_64 seeded from seed.
@@ -101,9 +85,12 @@ struct TrainerConfig {
   TORCH_ARG(int64_t, save_total_limit) = 0;
   /// Metrics, checkpoints and the final model go here; empty: nothing is written (checkpoints disabled).
   TORCH_ARG(std::string, output_dir) = "";
-  /// A checkpoint directory (output_dir/checkpoint-<step>) to continue from, exactly.
+  /// A checkpoint directory (output_dir/checkpoint-<step>) to continue from, exactly. A run with another number
+  /// of steps than the checkpoint's (max_steps raised, say) continues too: the schedule is recomputed for the new
+  /// total from the checkpoint's step, and the trainer says so on stderr.
   TORCH_ARG(std::string, resume_from) = "";
-  /// Also write the final model to "<output_dir>/final" (save_llama) at the end of train().
+  /// Also write the final model to "<output_dir>/final" at the end of train(): the causal LM (save_llama), or for
+  /// the reward loss a LlamaForSequenceClassification folder (decoder + score head) that transformers loads.
   TORCH_ARG(bool, save_final_model) = true;
 
   /// Seeds torch (torch::manual_seed) and the data shuffle. On the CPU two runs with the same seed, data and
@@ -118,18 +105,6 @@ struct TrainerConfig {
   /// both models' logits for its per-token KL, always scores from logits.
   TORCH_ARG(bool, fused_linear_logps) = false;
   TORCH_ARG(int64_t, logps_chunk_bytes) = int64_t{128} << 20;
-};
-
-/// Metrics of one optimizer step, one logging interval or one evaluation, under TRL's names: "loss",
-/// "learning_rate", "grad_norm", "epoch", "rewards/chosen", "rewards/rejected", "rewards/accuracies",
-/// "rewards/margins", "logps/chosen", "logps/rejected", ... (evaluation: "eval_loss", "eval_rewards/...",
-/// and for lists "eval_ranking/accuracy", "eval_ranking/kendall_tau", "eval_ranking/ndcg").
-struct LogEntry {
-  /// Optimizer steps completed when the entry was made (1-based for training steps).
-  int64_t step = 0;
-  /// Fractional epoch: completed epochs + the fraction of this epoch's micro-batches done.
-  double epoch = 0.0;
-  std::map<std::string, double> metrics;
 };
 
 /// What train() did.
@@ -148,8 +123,8 @@ struct TrainResult {
 /// Fine-tunes `model` in place.
 ///
 /// - model: a LlamaForCausalLM (float32, bf16 or fp16 parameters); moved to config.device, put in train mode.
-/// - train_data: any Dataset the loss accepts ("sft" takes completions, or pairs' chosen responses; pairwise
-///   losses take pairs; list losses take ranked lists; "kto" takes unpaired examples); must be non-empty.
+/// - train_data: a Dataset of the loss's format (registered_loss_infos(); "sft" also takes pairs and trains on
+///   their chosen responses); must be non-empty.
 /// - eval_data: optional held-out data of the same format.
 /// A reference, when the loss needs one, is a frozen clone of the model taken at construction (before any
 /// resumption loads weights, and then the checkpoint's reference is loaded, so a resumed run scores against

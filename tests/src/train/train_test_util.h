@@ -66,6 +66,16 @@ inline train::Dataset tiny_unpaired(int n) {
   return train::Dataset::from_unpaired(std::move(out));
 }
 
+inline train::Dataset tiny_joint(int n) {
+  std::vector<data::JointPairExample> out;
+  for (int i = 0; i < n; ++i) {
+    const std::string k = std::to_string(i), other = std::to_string((i + 1) % n);
+    out.push_back({ids("j" + k + ":", true), ids(" right" + k, false, true), ids("j" + other + "?", true),
+                   ids(" wrong", false, true)});
+  }
+  return train::Dataset::from_joint(std::move(out));
+}
+
 inline train::Dataset tiny_completions(int n) {
   std::vector<train::CompletionExample> out;
   for (int i = 0; i < n; ++i) out.push_back({ids("c" + std::to_string(i), true), ids(" done", false, true)});

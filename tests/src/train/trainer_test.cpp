@@ -10,11 +10,12 @@
 #include <gtest/gtest.h>
 
 #include <prefopt/train/checkpoint.h>
-#include <prefopt/train/config.h>
+#include <prefopt/train/run.h>
 #include <prefopt/train/loss_registry.h>
 #include <prefopt/train/optim.h>
 #include <prefopt/train/schedule.h>
 #include <prefopt/train/trainer.h>
+#include <prefopt/model/sequence_classifier.h>
 
 #include "support/expect_error.h"
 #include "support/temp_tree.h"
@@ -31,6 +32,19 @@ std::vector<double> losses(const pt::TrainResult& r) {
   std::vector<double> out;
   for (const auto& s : r.steps) out.push_back(s.metrics.at("loss"));
   return out;
+}
+
+// Pairs whose chosen responses have key phrases to remove, with SPO's graded variants.
+pt::Dataset spo_pairs(int n, int64_t degrees) {
+  std::vector<prefopt::data::PairExample> pairs;
+  for (int i = 0; i < n; ++i) {
+    pairs.push_back({prefopt::testing::ids("q" + std::to_string(i) + ":", true),
+                     prefopt::testing::ids(" Paris is the capital of France, a large country.", false, true),
+                     prefopt::testing::ids(" no" + std::to_string(i), false, true)});
+  }
+  auto data = pt::Dataset::from_pairs(std::move(pairs));
+  pt::add_degree_variants(data, prefopt::data::ByteTokenizer(), degrees);
+  return data;
 }
 
 pt::TrainerConfig quiet() { return pt::TrainerConfig().progress(pt::ProgressMode::Silent).learning_rate(1e-2); }
@@ -252,6 +266,13 @@ TEST(TrainTrainer, EveryRegisteredFamilyTrains) {
       {"pro", {}, prefopt::testing::tiny_lists(4)},
       {"lipo_lambda", {}, prefopt::testing::tiny_lists(4)},
       {"plackett_luce", {}, prefopt::testing::tiny_lists(4)},
+      {"all_pairs", {}, prefopt::testing::tiny_lists(4)},
+      {"irpo", {{"length_normalize", true}}, prefopt::testing::tiny_lists(4)},
+      {"ranklist", {{"window", 1}}, prefopt::testing::tiny_lists(4)},
+      {"dpo", {{"use_weighting", true}, {"ld_alpha", 0.5}}, prefopt::testing::tiny_pairs(4)},
+      {"reward", {}, prefopt::testing::tiny_pairs(4)},
+      {"dove", {{"beta", 0.2}}, prefopt::testing::tiny_joint(4)},
+      {"spo", {{"num_degrees", 3}, {"degree_weight", 0.5}}, spo_pairs(4, 3)},
   };
   for (auto& c : cases) {
     SCOPED_TRACE(c.loss);
@@ -286,15 +307,9 @@ TEST(TrainTrainer, WritesMetricsWithTrlNames) {
   EXPECT_TRUE(path_exists(tmp / "run/final/config.json"));
 }
 
-TEST(TrainLossRegistry, UnknownNamesAndOptionsListTheValidOnes) {
-  expect_error([] { pt::make_objective("dpoo"); }, "valid losses: \"all_pairs\"");
-  expect_error([] { pt::make_objective("dpo", {{"bta", 0.1}}); }, "unknown option \"bta\"; valid options: ");
-  expect_error([] { pt::make_objective("dpo", {{"beta", "high"}}); }, "option \"beta\" must be a number, got string");
-  expect_error([] { pt::make_objective("dpo", {{"loss_type", "sigmod"}}); }, "option \"loss_type\"");
-  expect_error([] { pt::make_objective("sft", {{"beta", 1.0}}); }, "valid options: none");
-  EXPECT_EQ(pt::make_objective("dpo", {{"beta", 1}})->name(), "dpo");  // an integer where a real is expected
+TEST(TrainTrainer, DataOfAnotherFormatIsAnError) {
   expect_error([] { pt::Trainer(quiet().loss("kto"), prefopt::testing::tiny_model(), prefopt::testing::tiny_pairs(2)); },
-               "does not train on pairwise data");
+               "loss \"kto\" does not train on pairwise data; it trains on unpaired data");
 }
 
 TEST(TrainConfig, ErrorsNameTheKeyAndItsPath) {
@@ -330,4 +345,49 @@ TEST(TrainDataset, MalformedCompletionsNameFileAndLine) {
                path + ":2: field \"completion\": expected a string or a list of messages, got number");
   std::ofstream(tmp / "p.jsonl") << R"({"prompt": "a", "chosen": "b"})" << "\n";
   expect_error([&] { pt::Dataset::read(tmp / "p.jsonl", pt::DataFormat::Pairwise, tok); }, "p.jsonl:1");
+}
+
+TEST(TrainTrainer, RewardModelTrainsWithMarginsAndResumesExactly) {
+  TempTree tmp;
+  auto data = prefopt::testing::tiny_pairs(6);
+  for (size_t i = 0; i < data.pairs.size(); ++i) {
+    data.pairs[i].margin = 0.5 * static_cast<double>(i % 3);
+    data.pairs[i].magnitude = 1.0 + static_cast<double>(i % 2);
+  }
+  for (const char* type : {"bradley_terry", "margin", "scaled"}) {
+    SCOPED_TRACE(type);
+    auto config = quiet().loss("reward").loss_options({{"loss_type", type}}).batch_size(2).max_steps(4).seed(2)
+                      .save_steps(2).output_dir(tmp / type);
+    auto full = pt::Trainer(config, prefopt::testing::tiny_model(3), data).train();
+    ASSERT_EQ(full.steps.size(), 4u);
+    EXPECT_TRUE(full.steps.back().metrics.count("accuracy"));
+    // The head lives in the checkpoint: a resumed run repeats the last two steps exactly.
+    auto rest = pt::Trainer(pt::TrainerConfig(config).output_dir(tmp / (std::string(type) + "_resumed"))
+                                .resume_from(tmp / (std::string(type) + "/checkpoint-2")),
+                            prefopt::testing::tiny_model(9), data)
+                    .train();
+    ASSERT_EQ(rest.steps.size(), 2u);
+    EXPECT_EQ(rest.steps[0].metrics.at("loss"), full.steps[2].metrics.at("loss"));
+    EXPECT_EQ(rest.steps[1].metrics.at("loss"), full.steps[3].metrics.at("loss"));
+    // The final model is a sequence classifier, loadable as one.
+    auto rm = prefopt::load_llama_sequence_classifier(tmp / (std::string(type) + "/final"));
+    EXPECT_EQ(rm->config().num_labels(), 1);
+  }
+  // A margin loss on data without margins says what is missing.
+  expect_error([&] {
+    pt::Trainer(quiet().loss("reward").loss_options({{"loss_type", "margin"}}).batch_size(2).max_steps(1),
+                prefopt::testing::tiny_model(3), prefopt::testing::tiny_pairs(2))
+        .train();
+  }, "loss_type margin needs a \"margin\" for every pair");
+}
+
+TEST(TrainTrainer, SpoNeedsItsDegreeVariants) {
+  expect_error([] {
+    pt::Trainer(quiet().loss("spo"), prefopt::testing::tiny_model(), prefopt::testing::tiny_pairs(4));
+  }, "make them with train::add_degree_variants(data, tokenizer, 4)");
+  auto data = spo_pairs(2, 3);
+  ASSERT_EQ(data.degree_variants.size(), 2u);
+  ASSERT_EQ(data.degree_variants[0].size(), 3u);
+  EXPECT_EQ(data.degree_variants[0][0], data.pairs[0].chosen);  // degree 0 is the response itself
+  EXPECT_LT(data.degree_variants[0][2].size(), data.degree_variants[0][1].size());  // more removed, shorter
 }

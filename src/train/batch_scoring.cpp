@@ -1,0 +1,278 @@
+// Scoring a micro-batch into typed scores: collation, the policy's and the reference's forward passes (logits, or
+// hidden states through the chunked fused-linear operator), LD-DPO's pair log-probs, WPO's weights, TDPO's
+// per-token KL and KTO's mismatched pairs. Never computes a loss and never touches the optimizer.
+#include <prefopt/train/batch_scoring.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include <c10/util/Exception.h>
+#include <torch/autograd.h>
+
+#include <prefopt/data/collate.h>
+#include <prefopt/losses/pairwise.h>
+#include <prefopt/model/sequence_classifier.h>
+#include <prefopt/scoring.h>
+#include <prefopt/sequence_reductions.h>
+
+namespace prefopt::train {
+
+namespace {
+
+constexpr int64_t kIgnore = -100;
+
+template <typename T>
+std::vector<T> gather(const std::vector<T>& all, const std::vector<int64_t>& idx) {
+  std::vector<T> out;
+  out.reserve(idx.size());
+  for (auto i : idx) out.push_back(all[static_cast<size_t>(i)]);
+  return out;
+}
+
+// One model's scores of a collated batch: [N] summed log-probs, [N, T] token log-probs, and the [N, T, V] logits
+// when asked to keep them.
+struct ModelScores {
+  torch::Tensor logps, token_logps, logits;
+};
+
+struct Rows {
+  torch::Tensor ids, mask, labels;
+};
+
+Rows to_device(const data::SequenceBatch& batch, torch::Device device) {
+  return {batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device)};
+}
+
+}  // namespace
+
+BatchScorer::BatchScorer(ScoringConfig config, ScoringNeeds needs) : config_(config), needs_(needs) {}
+
+bool BatchScorer::reference_tabulable() const { return !needs_.token_kl && !needs_.kl_pairs; }
+
+namespace {
+
+ModelScores run_model(LlamaForCausalLM& m, const Rows& rows, bool keep_logits, const ScoringConfig& config) {
+  if (keep_logits || !config.fused_linear_logps) {
+    torch::Tensor logits = m->forward(rows.ids, rows.mask);
+    auto sl = sequence_logps(logits, rows.labels);
+    return {sl.logps, sl.token_logps, keep_logits ? logits : torch::Tensor()};
+  }
+  const torch::Tensor hidden = m->hidden_states(rows.ids, rows.mask);
+  const int64_t b = hidden.size(0), t = hidden.size(1);
+  const torch::Tensor per_token =
+      fused_linear_logps(hidden.reshape({b * t, hidden.size(2)}), m->lm_head_weight(), rows.labels.reshape({b * t}),
+                         FusedLinearLogpsOptions().ignore_index(kIgnore).chunk_bytes(config.logps_chunk_bytes))
+          .view({b, t});
+  return {per_token.sum(1), per_token, torch::Tensor()};
+}
+
+// A pair batch's chosen and rejected log-probs (rows [0, B) and [B, 2B)), with LD-DPO's down-weighted tails when
+// alpha != 1.
+std::pair<torch::Tensor, torch::Tensor> pair_logps(const ModelScores& s, const torch::Tensor& labels, int64_t b,
+                                                   double ld_alpha) {
+  if (ld_alpha == 1.0) return {s.logps.slice(0, 0, b), s.logps.slice(0, b, 2 * b)};
+  const torch::Tensor scored = labels.ne(kIgnore);
+  return ld_dpo_logps(s.token_logps.slice(0, 0, b), scored.slice(0, 0, b), s.token_logps.slice(0, b, 2 * b),
+                      scored.slice(0, b, 2 * b), ld_alpha);
+}
+
+}  // namespace
+
+BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* reference_model,
+                               const torch::Tensor& reference_table, const Dataset& data,
+                               const std::vector<int64_t>& idx) const {
+  const auto dev = config_.device;
+  const auto collate = data::CollateOptions().pad_token_id(config_.pad_token_id);
+  const bool live = needs_.reference && reference_model != nullptr &&
+                    (!reference_table.defined() || !reference_tabulable());
+  TORCH_CHECK(!needs_.reference || live || reference_table.defined(),
+              "scoring: the loss needs reference log-probs but neither a reference model nor a table was given");
+  auto table_rows = [&] { return reference_table.index_select(0, torch::tensor(idx, torch::kLong)).to(dev); };
+  auto reference = [&](const Rows& rows, bool keep_logits) {
+    torch::NoGradGuard guard;
+    return run_model(*reference_model, rows, keep_logits, config_);
+  };
+
+  switch (data.format) {
+    case DataFormat::Pairwise: {
+      const auto batch = data::collate_pairs(gather(data.pairs, idx), collate);
+      const int64_t b = batch.num_pairs;
+      const Rows rows = to_device(batch, dev);
+      if (needs_.pooled_hidden) {
+        // A reward model reads the final hidden state at the last non-pad token; no log-prob is formed.
+        PairScores s;
+        const torch::Tensor hidden = policy->hidden_states(rows.ids, rows.mask);
+        const torch::Tensor at = last_token_positions(rows.ids, config_.pad_token_id);
+        const torch::Tensor pooled =
+            hidden.gather(1, at.view({-1, 1, 1}).expand({-1, 1, hidden.size(2)})).squeeze(1);
+        s.chosen_hidden = pooled.slice(0, 0, b);
+        s.rejected_hidden = pooled.slice(0, b, 2 * b);
+        const auto lengths = batch.completion_lengths.to(dev, torch::kFloat32);
+        s.chosen_lengths = lengths.slice(0, 0, b);
+        s.rejected_lengths = lengths.slice(0, b, 2 * b);
+        if (batch.margins.defined()) s.margins = batch.margins.to(dev, torch::kFloat32);
+        if (batch.magnitudes.defined()) s.magnitudes = batch.magnitudes.to(dev, torch::kFloat32);
+        return s;
+      }
+      const bool keep_logits = needs_.token_kl || needs_.wpo_weights;
+      const ModelScores pol = run_model(policy, rows, keep_logits, config_);
+      PairScores s;
+      std::tie(s.policy_chosen, s.policy_rejected) = pair_logps(pol, rows.labels, b, needs_.ld_alpha);
+      const auto lengths = batch.completion_lengths.to(dev, torch::kFloat32);
+      s.chosen_lengths = lengths.slice(0, 0, b);
+      s.rejected_lengths = lengths.slice(0, b, 2 * b);
+      s.chosen_nll = mean_token_nll(pol.token_logps.slice(0, 0, b), rows.labels.slice(0, 0, b).ne(kIgnore));
+      if (needs_.wpo_weights) {
+        const auto w = wpo_sequence_log_weights(pol.logits, rows.labels, kIgnore);
+        s.weights = functional::wpo_pair_weights(w.slice(0, 0, b), w.slice(0, b, 2 * b));
+      }
+      if (batch.margins.defined()) s.margins = batch.margins.to(dev, torch::kFloat32);
+      if (batch.magnitudes.defined()) s.magnitudes = batch.magnitudes.to(dev, torch::kFloat32);
+      if (needs_.degree_variants > 0) {
+        const int64_t k = needs_.degree_variants;
+        TORCH_CHECK(data.degree_variants.size() == data.pairs.size(), "scoring: the loss needs ", k,
+                    " graded variants of each chosen response (train::add_degree_variants), and the data has ",
+                    data.degree_variants.empty() ? "none" : "variants for only some pairs");
+        std::vector<std::vector<int64_t>> prompts, completions;
+        for (auto i : idx) {
+          const auto& variants = data.degree_variants[static_cast<size_t>(i)];
+          TORCH_CHECK(static_cast<int64_t>(variants.size()) == k, "scoring: pair ", i, " has ", variants.size(),
+                      " degree variants; the loss has ", k, " degrees");
+          for (const auto& v : variants) {
+            prompts.push_back(data.pairs[static_cast<size_t>(i)].prompt);
+            completions.push_back(v);
+          }
+        }
+        const auto variant_batch = data::collate_sequences(prompts, completions, collate);
+        s.variant_mask = variant_batch.attention_mask.to(dev);
+        s.variant_hidden = policy->hidden_states(variant_batch.input_ids.to(dev), s.variant_mask);
+        s.degrees = torch::arange(k, torch::TensorOptions().dtype(torch::kLong).device(dev)).repeat({b});
+      }
+      if (live) {
+        const ModelScores ref = reference(rows, needs_.token_kl);
+        std::tie(s.ref_chosen, s.ref_rejected) = pair_logps(ref, rows.labels, b, needs_.ld_alpha);
+        if (needs_.token_kl) {
+          const auto kl = sequence_kl(pol.logits, ref.logits, rows.labels, kIgnore);
+          s.chosen_kl = kl.slice(0, 0, b);
+          s.rejected_kl = kl.slice(0, b, 2 * b);
+        }
+      } else if (needs_.reference) {
+        const auto r = table_rows();
+        s.ref_chosen = r.select(1, 0).contiguous();
+        s.ref_rejected = r.select(1, 1).contiguous();
+      }
+      return s;
+    }
+    case DataFormat::Ranked: {
+      const auto batch = data::collate_lists(gather(data.lists, idx), collate);
+      const int64_t b = batch.num_lists, k = batch.list_size;
+      const Rows rows = to_device(batch, dev);
+      ListScores s;
+      s.policy = run_model(policy, rows, false, config_).logps.view({b, k});
+      s.lengths = batch.completion_lengths.to(dev, torch::kFloat32).view({b, k});
+      s.labels = batch.list_labels.to(dev, torch::kFloat32);
+      s.mask = batch.list_mask.to(dev);
+      s.labels_are_ranks = batch.label_kind == data::ListLabelKind::Ranks;
+      if (live) {
+        s.ref = reference(rows, false).logps.view({b, k});
+      } else if (needs_.reference) {
+        s.ref = table_rows().slice(1, 0, k).contiguous();
+      }
+      return s;
+    }
+    case DataFormat::Unpaired: {
+      const auto examples = gather(data.unpaired, idx);
+      const auto batch = data::collate_unpaired(examples, collate);
+      const Rows rows = to_device(batch, dev);
+      UnpairedScores s;
+      s.policy = run_model(policy, rows, false, config_).logps;
+      s.desirable = batch.desirable.to(dev);
+      Rows kl_rows;
+      if (needs_.kl_pairs) {
+        kl_rows = to_device(data::collate_unpaired(data::kto_kl_examples(examples, data.max_length), collate), dev);
+        torch::NoGradGuard guard;  // z0 is detached in the loss anyway
+        s.policy_kl = run_model(policy, kl_rows, false, config_).logps;
+      }
+      if (live) {
+        s.ref = reference(rows, false).logps;
+        if (needs_.kl_pairs) s.ref_kl = reference(kl_rows, false).logps;
+      } else if (needs_.reference) {
+        s.ref = table_rows().select(1, 0).contiguous();
+      }
+      return s;
+    }
+    case DataFormat::Joint: {
+      // DOVE scores each (prompt, response) jointly: the labels cover the prompt's tokens after the first too.
+      const auto batch = data::collate_joint_pairs(gather(data.joint, idx), collate);
+      const int64_t b = batch.num_pairs;
+      const Rows rows{batch.input_ids.to(dev), batch.attention_mask.to(dev), batch.joint_labels.to(dev)};
+      JointScores s;
+      const torch::Tensor pol = run_model(policy, rows, false, config_).logps;
+      s.policy_chosen = pol.slice(0, 0, b);
+      s.policy_rejected = pol.slice(0, b, 2 * b);
+      if (live) {
+        const torch::Tensor ref = reference(rows, false).logps;
+        s.ref_chosen = ref.slice(0, 0, b);
+        s.ref_rejected = ref.slice(0, b, 2 * b);
+      } else if (needs_.reference) {
+        const auto r = table_rows();
+        s.ref_chosen = r.select(1, 0).contiguous();
+        s.ref_rejected = r.select(1, 1).contiguous();
+      }
+      return s;
+    }
+    case DataFormat::Completions: {
+      std::vector<std::vector<int64_t>> prompts, completions;
+      for (auto i : idx) {
+        prompts.push_back(data.completions[static_cast<size_t>(i)].prompt);
+        completions.push_back(data.completions[static_cast<size_t>(i)].completion);
+      }
+      const auto batch = data::collate_sequences(prompts, completions, collate);
+      const Rows rows = to_device(batch, dev);
+      const ModelScores pol = run_model(policy, rows, false, config_);
+      CompletionScores s;
+      s.policy = pol.logps;
+      s.lengths = batch.completion_lengths.to(dev, torch::kFloat32);
+      s.nll = mean_token_nll(pol.token_logps, rows.labels.ne(kIgnore));
+      return s;
+    }
+  }
+  TORCH_CHECK(false, "scoring: unknown data format");
+}
+
+torch::Tensor BatchScorer::reference_table(LlamaForCausalLM& reference_model, const Dataset& data,
+                                           int64_t batch_size) const {
+  TORCH_CHECK(reference_tabulable(), "the reference log-probs of this loss cannot be precomputed (per-token KL or ",
+              "KTO's in-batch KL pairs need the reference model at every step): use ref_model \"copy\"");
+  torch::NoGradGuard guard;
+  const int64_t n = data.size();
+  const int64_t bs = std::max<int64_t>(1, batch_size);
+  int64_t columns = data.format == DataFormat::Pairwise || data.format == DataFormat::Joint ? 2 : 1;
+  for (const auto& l : data.lists) columns = std::max<int64_t>(columns, static_cast<int64_t>(l.responses.size()));
+  torch::Tensor out = torch::zeros({n, columns}, torch::kFloat32);
+  // The table is what score() reads from a reference it runs live: score the reference as if it were the policy.
+  BatchScorer live(config_, ScoringNeeds{});
+  live.needs_.ld_alpha = needs_.ld_alpha;
+  for (int64_t start = 0; start < n; start += bs) {
+    std::vector<int64_t> idx(static_cast<size_t>(std::min(bs, n - start)));
+    std::iota(idx.begin(), idx.end(), start);
+    auto rows = out.slice(0, start, start + static_cast<int64_t>(idx.size()));
+    const BatchScores s = live.score(reference_model, nullptr, torch::Tensor(), data, idx);
+    if (const auto* p = std::get_if<PairScores>(&s)) {
+      rows.select(1, 0).copy_(p->policy_chosen.cpu());
+      rows.select(1, 1).copy_(p->policy_rejected.cpu());
+    } else if (const auto* l = std::get_if<ListScores>(&s)) {
+      rows.slice(1, 0, l->policy.size(1)).copy_(l->policy.cpu());
+    } else if (const auto* j = std::get_if<JointScores>(&s)) {
+      rows.select(1, 0).copy_(j->policy_chosen.cpu());
+      rows.select(1, 1).copy_(j->policy_rejected.cpu());
+    } else if (const auto* u = std::get_if<UnpairedScores>(&s)) {
+      rows.select(1, 0).copy_(u->policy.cpu());
+    } else {
+      TORCH_CHECK(false, "a reference table holds pairs, ranked lists or unpaired examples, not completions");
+    }
+  }
+  return out;
+}
+
+}  // namespace prefopt::train
