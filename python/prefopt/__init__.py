@@ -15,7 +15,8 @@ from ._library import load_library as _load_library
 
 library_path: str = _load_library()
 
-from .losses import DPOLoss, DPOLossResult, dpo_loss  # noqa: E402
+from .results import LossResult  # noqa: E402
+from .pairwise import DPOLoss, DPOLossResult, dpo_loss  # noqa: E402
 from .scoring import (  # noqa: E402
     fused_linear_logps,
     sequence_kl,
@@ -54,6 +55,7 @@ __all__ = [
     "dpo_loss",
     "DPOLoss",
     "DPOLossResult",
+    "LossResult",
     "wpo_pair_weights",
     "ld_dpo_logps",
     "mean_token_nll",

@@ -8,11 +8,12 @@ the losses or re-implements the math in Python: the batch loss is ``result.losse
 
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, Optional
 
 import torch
 
 from ._library import load_library
+from .results import LossResult
 
 load_library()
 
@@ -29,19 +30,8 @@ _PAIR_METRICS = [
 ]
 
 
-class PairLossResult(NamedTuple):
-    """What a pairwise loss returns: unpacks as ``losses, chosen_rewards, rejected_rewards, metrics``.
-
-    Attributes:
-        losses: ``[B]`` per-pair losses in the input dtype; differentiable. Their mean is TRL's loss.
-        chosen_rewards, rejected_rewards: ``[B]`` implicit rewards, detached, in the input dtype.
-        metrics: TRL's metric names mapped to 0-dim float32 tensors (detached), e.g. ``"rewards/accuracies"``.
-    """
-
-    losses: torch.Tensor
-    chosen_rewards: torch.Tensor
-    rejected_rewards: torch.Tensor
-    metrics: Dict[str, torch.Tensor]
+# SimPO, CPO and ORPO return the package's one LossResult; the name is kept for code written against it.
+PairLossResult = LossResult
 
 
 def _require(name: str, value: Optional[torch.Tensor], why: str) -> None:
@@ -67,7 +57,7 @@ def simpo_loss(
     gamma: float = 0.5,
     label_smoothing: float = 0.0,
     check_finite: bool = True,
-) -> PairLossResult:
+) -> LossResult:
     """SimPO per-pair losses (Meng et al., 2024), reference-free, on length-averaged log-probs.
 
     With ``m_c = policy_chosen_logps / chosen_lengths``, ``m_r = policy_rejected_logps / rejected_lengths``
@@ -94,7 +84,7 @@ def simpo_loss(
             propagate into the affected pairs' losses.
 
     Returns:
-        :class:`PairLossResult` ``(losses, chosen_rewards, rejected_rewards, metrics)``: ``[B]`` tensors in the
+        a :class:`prefopt.LossResult` (``losses``, ``chosen_rewards``, ``rejected_rewards``, ``metrics``, ``loss``): ``[B]`` tensors in the
         input dtype (computed in float32, or float64 for float64 input) and TRL's metrics ``rewards/chosen``,
         ``rewards/rejected``, ``rewards/accuracies``, ``rewards/margins``, ``logps/chosen``, ``logps/rejected``
         (the log-prob metrics are means of the length-averaged log-probs).
@@ -127,7 +117,8 @@ def simpo_loss(
         label_smoothing=float(label_smoothing),
         check_finite=bool(check_finite),
     )
-    return PairLossResult(losses, chosen, rejected, _named(_PAIR_METRICS, metrics))
+    return LossResult(losses=losses, chosen_rewards=chosen, rejected_rewards=rejected,
+                      metrics=_named(_PAIR_METRICS, metrics))
 
 
 def cpo_loss(
@@ -144,7 +135,7 @@ def cpo_loss(
     simpo_gamma: float = 0.5,
     alpha: float = 0.0,
     check_finite: bool = True,
-) -> PairLossResult:
+) -> LossResult:
     """CPO per-pair losses (Xu et al., 2024) as TRL's ``CPOTrainer`` computes them, with TRL's option names.
 
     ``l_c``, ``l_r`` are the summed log-probs, or for ``ipo`` and ``simpo`` the length-averaged ones
@@ -179,7 +170,7 @@ def cpo_loss(
         check_finite: raise on NaN/Inf inputs or negative lengths (one host sync per input).
 
     Returns:
-        :class:`PairLossResult` ``(losses, chosen_rewards, rejected_rewards, metrics)``; metrics are TRL's
+        a :class:`prefopt.LossResult` (``losses``, ``chosen_rewards``, ``rejected_rewards``, ``metrics``, ``loss``); metrics are TRL's
         ``rewards/*``, ``logps/chosen``, ``logps/rejected`` (means of ``l`` before AlphaPO) and ``nll_loss`` when
         ``chosen_nll`` is given.
 
@@ -213,7 +204,7 @@ def cpo_loss(
         check_finite=bool(check_finite),
     )
     names = _PAIR_METRICS + (["nll_loss"] if chosen_nll is not None else [])
-    return PairLossResult(losses, chosen, rejected, _named(names, metrics))
+    return LossResult(losses=losses, chosen_rewards=chosen, rejected_rewards=rejected, metrics=_named(names, metrics))
 
 
 def orpo_loss(
@@ -225,7 +216,7 @@ def orpo_loss(
     *,
     beta: float = 0.1,
     check_finite: bool = True,
-) -> PairLossResult:
+) -> LossResult:
     """ORPO per-pair losses (Hong et al., 2024): the chosen NLL minus the weighted log-sigmoid of the log odds ratio.
 
     With mean token log-probs ``m_c = policy_chosen_logps / chosen_lengths``, ``m_r`` likewise::
@@ -249,7 +240,7 @@ def orpo_loss(
         check_finite: raise on NaN/Inf inputs, negative lengths or a mean log-prob > 0.
 
     Returns:
-        :class:`PairLossResult`; metrics are TRL's ``rewards/*``, ``logps/chosen``, ``logps/rejected`` (means of
+         a :class:`prefopt.LossResult`; metrics are TRL's ``rewards/*``, ``logps/chosen``, ``logps/rejected`` (means of
         ``m``), ``nll_loss``, ``log_odds_ratio`` (mean of ``logsigmoid(log_odds)``) and ``log_odds_chosen``
         (mean of ``log_odds``).
 
@@ -279,4 +270,4 @@ def orpo_loss(
         check_finite=bool(check_finite),
     )
     names = _PAIR_METRICS + ["nll_loss", "log_odds_ratio", "log_odds_chosen"]
-    return PairLossResult(losses, chosen, rejected, _named(names, metrics))
+    return LossResult(losses=losses, chosen_rewards=chosen, rejected_rewards=rejected, metrics=_named(names, metrics))

@@ -8,11 +8,12 @@ reduces the losses or re-implements the math in Python: the batch loss is ``resu
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional
+from typing import Optional
 
 import torch
 
 from ._library import load_library
+from .results import LossResult
 
 load_library()
 
@@ -21,17 +22,8 @@ __all__ = ["RewardLossResult", "reward_loss"]
 _REWARD_METRICS = sorted(["accuracy", "margin", "min_reward", "mean_reward", "max_reward"])
 
 
-class RewardLossResult(NamedTuple):
-    """What :func:`reward_loss` returns: unpacks as ``losses, metrics``.
-
-    Attributes:
-        losses: ``[B]`` per-pair losses in the input dtype; differentiable. Their mean is TRL's RewardTrainer loss.
-        metrics: TRL's RewardTrainer metric names (``accuracy``, ``margin``, ``min_reward``, ``mean_reward``,
-            ``max_reward``) mapped to 0-dim float32 tensors (detached).
-    """
-
-    losses: torch.Tensor
-    metrics: Dict[str, torch.Tensor]
+# The reward-model loss returns the package's one LossResult; the name is kept for code written against it.
+RewardLossResult = LossResult
 
 
 def reward_loss(
@@ -44,7 +36,7 @@ def reward_loss(
     label_smoothing: float = 0.0,
     center_rewards_coefficient: float = 0.0,
     check_finite: bool = True,
-) -> RewardLossResult:
+) -> LossResult:
     """Bradley-Terry reward-model losses per pair, from the scalar rewards of the chosen and rejected responses.
 
     With ``d = chosen_rewards - rejected_rewards``, ``eps = label_smoothing`` and
@@ -69,8 +61,8 @@ def reward_loss(
         check_finite: raise on NaN/Inf inputs or negative magnitudes (one host sync per input).
 
     Returns:
-        :class:`RewardLossResult` ``(losses, metrics)``: ``[B]`` losses in the input dtype (computed in float32, or
-        float64 for float64 input) and TRL's metrics ``accuracy`` (strict ``>``), ``margin`` (mean of ``d``,
+        a :class:`prefopt.LossResult` with ``losses`` (``[B]`` in the input dtype, computed in float32, or
+        float64 for float64 input), ``loss`` (their mean, TRL's loss) and TRL's metrics ``accuracy`` (strict ``>``), ``margin`` (mean of ``d``,
         without the margin input), ``min_reward``, ``mean_reward``, ``max_reward`` (over all 2B rewards).
 
     Raises:
@@ -103,4 +95,4 @@ def reward_loss(
     )
     if metrics.numel() != len(_REWARD_METRICS):
         raise RuntimeError(f"the operator returned {metrics.numel()} metrics, expected {len(_REWARD_METRICS)}")
-    return RewardLossResult(losses, {name: metrics[i] for i, name in enumerate(_REWARD_METRICS)})
+    return LossResult(losses=losses, metrics={name: metrics[i] for i, name in enumerate(_REWARD_METRICS)})

@@ -7,11 +7,12 @@ It never reduces the losses or re-implements the math in Python: the batch loss 
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional
+from typing import Optional
 
 import torch
 
 from ._library import load_library
+from .results import LossResult
 
 load_library()
 
@@ -35,23 +36,8 @@ _KTO_METRICS = sorted(
 )
 
 
-class KTOLossResult(NamedTuple):
-    """What :func:`kto_loss` returns: unpacks as ``losses, rewards, chosen_rewards, rejected_rewards, metrics``.
-
-    Attributes:
-        losses: ``[B]`` per-example losses, in input order and the input dtype; differentiable. Their mean is
-            TRL's loss.
-        rewards: ``[B]`` implicit rewards ``beta * (policy_logps - ref_logps)``, detached, in input order.
-        chosen_rewards, rejected_rewards: ``rewards[labels]`` and ``rewards[~labels]``: TRL's two reward tensors
-            (either may be empty).
-        metrics: TRL's metric names mapped to 0-dim float32 tensors (detached).
-    """
-
-    losses: torch.Tensor
-    rewards: torch.Tensor
-    chosen_rewards: torch.Tensor
-    rejected_rewards: torch.Tensor
-    metrics: Dict[str, torch.Tensor]
+# KTO returns the package's one LossResult; the name is kept for code written against it.
+KTOLossResult = LossResult
 
 
 def kto_loss(
@@ -67,7 +53,7 @@ def kto_loss(
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
     check_finite: bool = True,
-) -> KTOLossResult:
+) -> LossResult:
     """KTO per-example losses (Ethayarajh et al., 2024) as TRL's ``KTOTrainer.kto_loss``, examples in input order.
 
     Each example is one completion with a label, desirable (``True``) or undesirable. With ``h = policy_logps -
@@ -99,7 +85,9 @@ def kto_loss(
             into every example).
 
     Returns:
-        :class:`KTOLossResult` ``(losses, rewards, chosen_rewards, rejected_rewards, metrics)``. Metrics, TRL's
+        a :class:`prefopt.LossResult`: ``losses`` ([B], input order), ``rewards`` ([B] ``beta (policy - ref)``,
+        detached), ``chosen_rewards`` / ``rejected_rewards`` (``rewards[labels]`` / ``rewards[~labels]``, TRL's two
+        reward tensors), ``metrics``, ``loss`` (the mean, TRL's loss). Metrics, TRL's
         names: ``kl``, ``count/chosen``, ``count/rejected``, ``rewards/chosen_sum``, ``rewards/rejected_sum``,
         ``logps/chosen_sum``, ``logps/rejected_sum`` (per-batch sums, as TRL stores them) and the means TRL logs
         from them, ``rewards/chosen``, ``rewards/rejected``, ``logps/chosen``, ``logps/rejected`` (0 for an empty
@@ -141,4 +129,6 @@ def kto_loss(
     if metrics.numel() != len(_KTO_METRICS):
         raise RuntimeError(f"the operator returned {metrics.numel()} metrics, expected {len(_KTO_METRICS)}")
     named = {name: metrics[i] for i, name in enumerate(_KTO_METRICS)}
-    return KTOLossResult(losses, rewards, rewards[labels], rewards[~labels], named)
+    # TRL's two reward tensors are the rewards split by label (either may be empty).
+    return LossResult(losses=losses, rewards=rewards, chosen_rewards=rewards[labels],
+                      rejected_rewards=rewards[~labels], metrics=named)

@@ -79,7 +79,7 @@ def test_nothing_found_says_where_it_looked_and_how_to_build(monkeypatch, tmp_pa
     assert "PREFOPT_LIBRARY" in message
 
 
-@pytest.mark.parametrize("module", ["prefopt.scoring", "prefopt.losses"])
+@pytest.mark.parametrize("module", ["prefopt.scoring", "prefopt.pairwise"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

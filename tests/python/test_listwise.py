@@ -145,30 +145,31 @@ def close(got, want, tol=1e-10):
 @pytest.mark.parametrize("top_m", [0, 1, 3])
 def test_plackett_luce(top_m):
     p, q, y, m = make_lists(distinct=True)
-    losses, rewards = listwise.plackett_luce_loss(p, q, y, m, beta=0.5, top_m=top_m)
+    out = listwise.plackett_luce_loss(p, q, y, m, beta=0.5, top_m=top_m)
+    losses, rewards = out.losses, out.rewards
     close(losses, [pl_ref(s, yy, v, top_m) for s, yy, v in rows(p, q, y, m, 0.5)])
     torch.testing.assert_close(rewards, torch.where(m, 0.5 * (p - q), torch.zeros(())))
 
 
 def test_all_pairs_and_lipo():
     p, q, y, m = make_lists(seed=1)
-    close(listwise.all_pairs_loss(p, q, y, m, beta=0.3)[0], [all_pairs_ref(*r) for r in rows(p, q, y, m, 0.3)])
+    close(listwise.all_pairs_loss(p, q, y, m, beta=0.3).losses, [all_pairs_ref(*r) for r in rows(p, q, y, m, 0.3)])
     for lam in (True, False):
-        got = listwise.lipo_lambda_loss(p, q, y, m, beta=0.5, lambda_weighting=lam)[0]
+        got = listwise.lipo_lambda_loss(p, q, y, m, beta=0.5, lambda_weighting=lam).losses
         close(got, [lipo_ref(s, yy, v, lam) for s, yy, v in rows(p, q, y, m, 0.5)])
 
 
 @pytest.mark.parametrize("weighting", ["dcg", "discount", "linear_discount", "uniform"])
 def test_irpo(weighting):
     p, q, y, m = make_lists(seed=2)
-    got = listwise.irpo_loss(p, q, y, m, beta=0.2, weighting=weighting)[0]
+    got = listwise.irpo_loss(p, q, y, m, beta=0.2, weighting=weighting).losses
     close(got, [irpo_ref(s, yy, v, weighting) for s, yy, v in rows(p, q, y, m, 0.2)])
 
 
 def test_pro():
     p, q, y, m = make_lists(seed=3, distinct=True)
     lengths = torch.randint(1, 30, p.shape).double()
-    got = listwise.pro_loss(p, lengths, y, m, sft_weight=0.05)[0]
+    got = listwise.pro_loss(p, lengths, y, m, sft_weight=0.05).losses
     want = [pro_ref(p[b].tolist(), lengths[b].tolist(), y[b].tolist(), [k for k in range(5) if m[b, k]], 0.05) for b in range(8)]
     close(got, want)
 
@@ -177,7 +178,7 @@ def test_pro():
 @pytest.mark.parametrize("margin,window", [(0.0, 0), (1.0, 0), (0.0, 1), (0.5, 2)])
 def test_ranklist(form, margin, window):
     p, q, y, m = make_lists(seed=4, levels=5, K=6)
-    got = listwise.ranklist_loss(p, q, y, m, beta=0.4, form=form, min_margin=margin, window=window)[0]
+    got = listwise.ranklist_loss(p, q, y, m, beta=0.4, form=form, min_margin=margin, window=window).losses
     close(got, [ranklist_ref(s, yy, v, form, margin, window) for s, yy, v in rows(p, q, y, m, 0.4)])
 
 
@@ -190,7 +191,8 @@ def test_tpo_with_embeddings_and_weights():
     y = torch.tensor([[0.0, 3.0, 1.0, 2.0], [2.0, 2.0, 1.0, 0.0], [1.0, 0.0, 2.0, 3.0]], dtype=torch.float64)
     smask = torch.rand(B, K, S, generator=g) > 0.2
     weights = listwise.tpo_step_weights(emb, y, smask)
-    losses, rewards = listwise.tpo_loss(pol, ref, y, smask, step_embeddings=emb, beta=0.7)
+    out = listwise.tpo_loss(pol, ref, y, smask, step_embeddings=emb, beta=0.7)
+    losses, rewards = out.losses, out.rewards
     for b in range(B):
         best = max(range(K), key=lambda k: (y[b, k].item(), -k))
         s = []
@@ -210,7 +212,7 @@ def test_tpo_with_embeddings_and_weights():
             s.append(0.7 * num / den if den > 0 else 0.0)
         assert losses[b].item() == pytest.approx(lipo_ref(s, y[b].tolist(), list(range(K))), abs=1e-10)
         assert rewards[b].tolist() == pytest.approx(s, abs=1e-12)
-    same = listwise.tpo_loss(pol, ref, y, smask, step_weights=weights, beta=0.7)[0]
+    same = listwise.tpo_loss(pol, ref, y, smask, step_weights=weights, beta=0.7).losses
     torch.testing.assert_close(same, losses)
 
 
@@ -222,14 +224,14 @@ def test_tpo_with_embeddings_and_weights():
 def test_plackett_luce_with_two_responses_is_dpo():
     pc, pr, rc, rr = (torch.randn(6, dtype=torch.float64) * 4 - 30 for _ in range(4))
     dpo = prefopt.dpo_loss(pc, pr, rc, rr, beta=0.3)[0]
-    pl = listwise.plackett_luce_loss(torch.stack([pr, pc], 1), torch.stack([rr, rc], 1), torch.tensor([[0, 1]] * 6), beta=0.3)[0]
+    pl = listwise.plackett_luce_loss(torch.stack([pr, pc], 1), torch.stack([rr, rc], 1), torch.tensor([[0, 1]] * 6), beta=0.3).losses
     torch.testing.assert_close(pl, dpo)
 
 
 def test_lipo_with_constant_weights_is_the_all_pairs_sum():
     p, q, y, m = make_lists(seed=6)
-    lipo = listwise.lipo_lambda_loss(p, q, y, m, beta=0.2, lambda_weighting=False)[0]
-    mean = listwise.all_pairs_loss(p, q, y, m, beta=0.2)[0]
+    lipo = listwise.lipo_lambda_loss(p, q, y, m, beta=0.2, lambda_weighting=False).losses
+    mean = listwise.all_pairs_loss(p, q, y, m, beta=0.2).losses
     counts = torch.tensor([sum(yy[i] > yy[j] for i in v for j in v) for _, yy, v in rows(p, q, y, m)], dtype=torch.float64)
     torch.testing.assert_close(lipo, mean * counts)
 
@@ -237,7 +239,7 @@ def test_lipo_with_constant_weights_is_the_all_pairs_sum():
 def test_irpo_two_responses_equal_weights_closed_form():
     p, q = torch.randn(7, 2, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
     d = 0.8 * ((p[:, 0] - q[:, 0]) - (p[:, 1] - q[:, 1]))
-    got = listwise.irpo_loss(p, q, torch.tensor([[1.0, 0.0]] * 7), beta=0.8, weighting="uniform")[0]
+    got = listwise.irpo_loss(p, q, torch.tensor([[1.0, 0.0]] * 7), beta=0.8, weighting="uniform").losses
     torch.testing.assert_close(got, -(torch.nn.functional.logsigmoid(d) + torch.nn.functional.logsigmoid(-d)) / 2)
 
 
@@ -245,12 +247,12 @@ def test_ranklist_logsumexp_never_exceeds_exact():
     for seed in range(5):
         p, q, y, m = make_lists(B=32, K=7, seed=10 + seed)
         for window in (0, 1, 2):
-            exact = listwise.ranklist_loss(p, q, y, m, beta=1.0, window=window)[0]
-            lse_form = listwise.ranklist_loss(p, q, y, m, beta=1.0, window=window, form="logsumexp")[0]
+            exact = listwise.ranklist_loss(p, q, y, m, beta=1.0, window=window).losses
+            lse_form = listwise.ranklist_loss(p, q, y, m, beta=1.0, window=window, form="logsumexp").losses
             assert (lse_form <= exact + 1e-12).all()
     p, q, y, m = make_lists(seed=20, distinct=True, min_len=5)
-    a = listwise.ranklist_loss(p, q, y, m, window=1)[0]
-    b = listwise.ranklist_loss(p, q, y, m, window=1, form="logsumexp")[0]
+    a = listwise.ranklist_loss(p, q, y, m, window=1).losses
+    b = listwise.ranklist_loss(p, q, y, m, window=1, form="logsumexp").losses
     torch.testing.assert_close(a, b)  # one valid pair per anchor
 
 
@@ -259,7 +261,7 @@ def test_tpo_minimises_the_ranking_loss():
     pol = torch.full((1, 3, 2), -1.0, dtype=torch.float64, requires_grad=True)
     ref = torch.full((1, 3, 2), -1.2, dtype=torch.float64)
     y = torch.tensor([[2.0, 1.0, 0.0]], dtype=torch.float64)
-    losses, _ = listwise.tpo_loss(pol, ref, y, beta=1.0)
+    losses = listwise.tpo_loss(pol, ref, y, beta=1.0).losses
     assert losses.item() == pytest.approx(lipo_ref([0.2] * 3, [2.0, 1.0, 0.0], [0, 1, 2]), abs=1e-12)
     losses.sum().backward()
     g = pol.grad.sum(-1)[0]
@@ -270,13 +272,13 @@ def test_pro_uses_logsumexp_not_raw_exponentials():
     p = torch.tensor([[-400.0, -401.0]], dtype=torch.float64)
     raw = math.exp(-800.0) / (math.exp(-800.0) + math.exp(-802.0)) if math.exp(-800.0) else float("nan")
     assert math.isnan(raw)
-    got = listwise.pro_loss(p, None, torch.tensor([[3.0, 1.0]]), length_normalize=False, sft_weight=0.0)[0]
+    got = listwise.pro_loss(p, None, torch.tensor([[3.0, 1.0]]), length_normalize=False, sft_weight=0.0).losses
     assert got.item() == pytest.approx(math.log1p(math.exp(-2.0)), abs=1e-12)
 
 
 def test_irpo_reduction_mean_versus_the_codes_sum():
     p, q, y, m = make_lists(seed=7)
-    losses = listwise.irpo_loss(p, q, y, m)[0]
+    losses = listwise.irpo_loss(p, q, y, m).losses
     official = sum(irpo_ref(*r) for r in rows(p, q, y, m, 1.0))  # the code adds the lists' losses
     assert losses.sum().item() == pytest.approx(official, abs=1e-10)
     assert losses.mean().item() == pytest.approx(official / 8, abs=1e-10)
@@ -291,14 +293,14 @@ def all_losses(p, q, y, m=None):
     lengths = torch.full(p.shape, 4.0, dtype=p.dtype)
     steps = lambda t: t.unsqueeze(-1).expand(*t.shape, 2).contiguous()  # noqa: E731
     return {
-        "plackett_luce": listwise.plackett_luce_loss(p, q, y, m)[0],
-        "all_pairs": listwise.all_pairs_loss(p, q, y, m)[0],
-        "lipo": listwise.lipo_lambda_loss(p, q, y, m)[0],
-        "irpo": listwise.irpo_loss(p, q, y, m)[0],
-        "pro": listwise.pro_loss(p, lengths, y, m)[0],
-        "tpo": listwise.tpo_loss(steps(p), steps(q), y, mask=m)[0],
-        "ranklist": listwise.ranklist_loss(p, q, y, m)[0],
-        "ranklist_lse": listwise.ranklist_loss(p, q, y, m, form="logsumexp", window=1)[0],
+        "plackett_luce": listwise.plackett_luce_loss(p, q, y, m).losses,
+        "all_pairs": listwise.all_pairs_loss(p, q, y, m).losses,
+        "lipo": listwise.lipo_lambda_loss(p, q, y, m).losses,
+        "irpo": listwise.irpo_loss(p, q, y, m).losses,
+        "pro": listwise.pro_loss(p, lengths, y, m).losses,
+        "tpo": listwise.tpo_loss(steps(p), steps(q), y, mask=m).losses,
+        "ranklist": listwise.ranklist_loss(p, q, y, m).losses,
+        "ranklist_lse": listwise.ranklist_loss(p, q, y, m, form="logsumexp", window=1).losses,
     }
 
 
@@ -337,8 +339,8 @@ def test_k1_tied_and_fully_masked_lists_give_zero():
             assert (tied[name] == 0).all(), name
     p, q = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
     y = torch.full((3, 4), 2.0, dtype=torch.float64)
-    close(listwise.irpo_loss(p, q, y)[0], [irpo_ref(*r) for r in rows(p, q, y, torch.ones(3, 4, dtype=torch.bool))])
-    assert (listwise.irpo_loss(p, q, torch.zeros(3, 4))[0] == 0).all()  # zero gains
+    close(listwise.irpo_loss(p, q, y).losses, [irpo_ref(*r) for r in rows(p, q, y, torch.ones(3, 4, dtype=torch.bool))])
+    assert (listwise.irpo_loss(p, q, torch.zeros(3, 4)).losses == 0).all()  # zero gains
     m = torch.ones(3, 4, dtype=torch.bool)
     m[1] = False
     masked = all_losses(torch.randn(3, 4), torch.randn(3, 4), torch.tensor([[3, 2, 1, 0]] * 3), m)
@@ -416,5 +418,5 @@ def test_bad_input_messages():
         listwise.pro_loss(x, None, y)
     with pytest.raises(TypeError):
         listwise.plackett_luce_loss(x, x, y, None, 0.1)  # options are keyword-only
-    losses, _ = listwise.ranklist_loss(x, None, y, reference_free=True)
+    losses = listwise.ranklist_loss(x, None, y, reference_free=True).losses
     assert losses.shape == (2,)

@@ -9,11 +9,12 @@ per-pair number comes from the C++ code that the C++ API runs. docs/losses.md gi
 
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ._library import load_library
+from .results import LossResult
 
 load_library()
 
@@ -222,25 +223,8 @@ def dpo_loss(
     )
 
 
-class DPOLossResult(NamedTuple):
-    """What :class:`DPOLoss` returns (the fields of the C++ ``LossOutput``).
-
-    Attributes:
-        loss: the reduced loss (0-dim for ``"mean"`` and ``"sum"``; ``losses`` itself for ``"none"``).
-            Differentiable.
-        losses: ``[B]`` per-pair losses in the input dtype. Differentiable.
-        chosen_rewards, rejected_rewards: ``[B]`` implicit rewards ``beta * h``, detached, in the input dtype.
-        metrics: TRL's metric names mapped to 0-dim float32 detached tensors: ``rewards/chosen``,
-            ``rewards/rejected`` (means), ``rewards/accuracies`` (mean of ``chosen > rejected``, strict),
-            ``rewards/margins``, ``logps/chosen``, ``logps/rejected`` (means of the policy log-probs given), and
-            ``nll_loss`` when ``chosen_nll`` was given.
-    """
-
-    loss: torch.Tensor
-    losses: torch.Tensor
-    chosen_rewards: torch.Tensor
-    rejected_rewards: torch.Tensor
-    metrics: Dict[str, torch.Tensor]
+# The module's result is the package's one LossResult; the name is kept for code written against it.
+DPOLossResult = LossResult
 
 
 def _batch_mean(values: torch.Tensor) -> torch.Tensor:
@@ -399,7 +383,8 @@ class DPOLoss(torch.nn.Module):
         }
         if chosen_nll is not None:
             metrics["nll_loss"] = chosen_nll.detach().to(torch.float32)
-        return DPOLossResult(loss, losses, chosen_rewards, rejected_rewards, metrics)
+        return LossResult(losses=losses, metrics=metrics, loss=loss, chosen_rewards=chosen_rewards,
+                          rejected_rewards=rejected_rewards)
 
     def extra_repr(self) -> str:
         loss_type = self.loss_type if isinstance(self.loss_type, str) else "+".join(self.loss_type)
