@@ -9,7 +9,8 @@
 #include <c10/util/Exception.h>
 
 #include <prefopt/train/checkpoint.h>
-#include <prefopt/train/config.h>
+#include <prefopt/train/loss_registry.h>
+#include <prefopt/train/run.h>
 
 #include "demo/demo.h"
 
@@ -17,11 +18,13 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: prefopt-train [CONFIG.json [--output_dir DIR] [--max_steps N] [--resume_from DIR | --resume]\n"
-    "                     [--overwrite]]\n"
+    "                     [--overwrite]] | --loss_options | --help\n"
     "  With no argument, runs the default demo.\n"
+    "  --loss_options   prints every loss, its data format and its options (docs/training.md's table)\n"
     "  CONFIG.json      the run configuration (every key: docs/training.md)\n"
     "  --output_dir     overrides training.output_dir\n"
-    "  --max_steps      overrides training.max_steps\n"
+    "  --max_steps      overrides training.max_steps; with a resume, a different number of steps continues the\n"
+    "                   run with its learning-rate schedule recomputed for the new total\n"
     "  --resume_from    continues from a checkpoint folder (output_dir/checkpoint-<step>)\n"
     "  --resume         continues from the latest checkpoint in output_dir\n"
     "  --overwrite      deletes output_dir first (otherwise an output_dir holding checkpoints is an error\n"
@@ -39,6 +42,12 @@ int main(int argc, char** argv) {
   const std::string first = argv[1];
   if (first == "--help" || first == "-h") {
     std::fputs(kUsage, stdout);
+    std::fputs("\nThe default demo (no CONFIG.json):\n", stdout);
+    std::fputs(demo_usage(), stdout);
+    return 0;
+  }
+  if (first == "--loss_options") {
+    std::fputs(prefopt::train::loss_options_markdown().c_str(), stdout);
     return 0;
   }
   if (!first.empty() && first[0] == '-') return run_default_demo(argc, argv);

@@ -57,18 +57,18 @@ struct DemoOptions {
 };
 
 constexpr const char* kUsage =
-    "usage: prefopt-train [--quick] [--seed N] [--output-dir DIR] [--data-dir DIR] [--threads N]\n"
-    "                     [--beta B] [--rpo-alpha A] [--dpo-lr LR] [--write-data DIR]\n"
+    "usage: prefopt-train [--quick] [--seed N] [--output_dir DIR] [--data_dir DIR] [--threads N]\n"
+    "                     [--beta B] [--rpo_alpha A] [--dpo_lr LR] [--write_data DIR]\n"
     "  With no argument: the default demo (a tiny Llama learns to reverse words from a sloppy annotator,\n"
     "  then DPO on its own checker-graded samples fixes the annotator's mistake). About a minute on one core.\n"
     "  --quick           a seconds-long smoke run (too short to show the improvement)\n"
     "  --seed N          model initialisation, sampling and data order (default 1)\n"
-    "  --output-dir DIR  where metrics.jsonl and the sft/ and dpo/ runs go (default /tmp/prefopt-demo-out)\n"
-    "  --data-dir DIR    the task data, sft.jsonl and heldout.jsonl (default: the shipped examples/data/demo)\n"
+    "  --output_dir DIR  where metrics.jsonl and the sft/ and dpo/ runs go (default /tmp/prefopt-demo-out)\n"
+    "  --data_dir DIR    the task data, sft.jsonl and heldout.jsonl (default: the shipped examples/data/demo)\n"
     "  --threads N       intra-op threads (default 1: the ops of so small a model are too short to split)\n"
-    "  --beta B, --rpo-alpha A, --dpo-lr LR\n"
+    "  --beta B, --rpo_alpha A, --dpo_lr LR\n"
     "                    DPO's beta (0.1), the weight of its NLL term on the chosen (1; 0 = plain DPO), its lr (3e-4)\n"
-    "  --write-data DIR  regenerate the shipped data files into DIR and exit\n";
+    "  --write_data DIR  regenerate the shipped data files into DIR and exit\n";
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -102,11 +102,11 @@ DemoOptions parse(int argc, char** argv) {
       // Accepted so that "prefopt-train --demo" reads naturally; the demo is what runs anyway.
     } else if (arg == "--seed") {
       o.seed = static_cast<uint64_t>(parse_int(arg, value(), 0));
-    } else if (arg == "--output-dir") {
+    } else if (arg == "--output_dir") {
       o.output_dir = value();
-    } else if (arg == "--data-dir") {
+    } else if (arg == "--data_dir") {
       o.data_dir = value();
-    } else if (arg == "--beta" || arg == "--rpo-alpha" || arg == "--dpo-lr") {
+    } else if (arg == "--beta" || arg == "--rpo_alpha" || arg == "--dpo_lr") {
       const std::string v = value();
       size_t used = 0;
       double x = -1.0;
@@ -115,13 +115,13 @@ DemoOptions parse(int argc, char** argv) {
       } catch (const std::exception&) {
         used = 0;
       }
-      if (used != v.size() || !(x >= 0.0) || (arg != "--rpo-alpha" && x == 0.0)) {
-        throw UsageError(arg + " expects a number " + (arg == "--rpo-alpha" ? ">= 0" : "> 0") + ", got \"" + v + "\"");
+      if (used != v.size() || !(x >= 0.0) || (arg != "--rpo_alpha" && x == 0.0)) {
+        throw UsageError(arg + " expects a number " + (arg == "--rpo_alpha" ? ">= 0" : "> 0") + ", got \"" + v + "\"");
       }
-      (arg == "--beta" ? o.beta : arg == "--rpo-alpha" ? o.rpo_alpha : o.dpo_lr) = x;
+      (arg == "--beta" ? o.beta : arg == "--rpo_alpha" ? o.rpo_alpha : o.dpo_lr) = x;
     } else if (arg == "--threads") {
       o.threads = static_cast<int>(parse_int(arg, value(), 1));
-    } else if (arg == "--write-data") {
+    } else if (arg == "--write_data") {
       o.write_data = value();
     } else if (arg == "--help" || arg == "-h") {
       throw UsageError("");
@@ -511,6 +511,8 @@ int run(const DemoOptions& o) {
 }
 
 }  // namespace
+
+const char* demo_usage() { return kUsage; }
 
 int run_default_demo(int argc, char** argv) {
   DemoOptions options;

@@ -5,9 +5,9 @@
 // config file.
 #pragma once
 
-/// Runs the demo. argv[1..] are its options (--quick, --seed N, --output-dir DIR, --data-dir DIR, --threads N,
-/// --beta B, --rpo-alpha A, --dpo-lr LR,
-/// --write-data DIR, --help); argc == 1 runs the full demo with the shipped data. Returns the process exit code
+/// Runs the demo. argv[1..] are its options (--quick, --seed N, --output_dir DIR, --data_dir DIR, --threads N,
+/// --beta B, --rpo_alpha A, --dpo_lr LR,
+/// --write_data DIR, --help); argc == 1 runs the full demo with the shipped data. Returns the process exit code
 /// (0 on success, 2 on a bad option, 1 on an error, whose message goes to stderr).
 ///
 /// Example:
@@ -15,3 +15,6 @@
 /// int main(int argc, char** argv) { return run_default_demo(argc, argv); }
 /// ```
 int run_default_demo(int argc, char** argv);
+
+/// The demo's options, as --help prints them.
+const char* demo_usage();
