@@ -6,6 +6,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "common/token_logps.h"
+
 namespace prefopt::ops {
 
 // logits [N, V] (fp32/bf16/fp16/fp64, vocabulary dimension contiguous or made so), labels [N] int64.
@@ -46,6 +48,49 @@ void check_token_logps_inplace_inputs(const at::Tensor& logits, int64_t label_of
 
 // The kernels need the vocabulary dimension contiguous; anything else is copied once.
 at::Tensor vocab_contiguous(const at::Tensor& logits);
+
+// The kernel parameters of the forward and the backward, shared by the CPU and CUDA kernels: logits [N, V] with a
+// contiguous vocabulary, outputs allocated by the caller in acc_t (the backward's grad_logits in scalar_t).
+template <typename scalar_t, typename acc_t>
+kernels::TokenLogpsParams<scalar_t, acc_t> make_token_logps_params(const at::Tensor& logits, const at::Tensor& labels,
+                                                                  int64_t ignore_index, double temperature,
+                                                                  at::Tensor& logps, at::Tensor& lse) {
+  kernels::TokenLogpsParams<scalar_t, acc_t> p{};
+  p.logits = logits.const_data_ptr<scalar_t>();
+  p.labels = labels.const_data_ptr<int64_t>();
+  p.rows = logits.size(0);
+  p.vocab = logits.size(1);
+  p.logits_row_stride = logits.stride(0);
+  p.labels_stride = labels.stride(0);
+  p.ignore_index = ignore_index;
+  p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
+  p.logps = logps.mutable_data_ptr<acc_t>();
+  p.lse = lse.mutable_data_ptr<acc_t>();
+  return p;
+}
+
+template <typename scalar_t, typename acc_t>
+kernels::TokenLogpsBackwardParams<scalar_t, acc_t> make_token_logps_backward_params(
+    const at::Tensor& grad_logps, const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& lse,
+    int64_t ignore_index, double temperature, const at::Tensor& grad_logits, int64_t label_offset,
+    bool check_labels) {
+  kernels::TokenLogpsBackwardParams<scalar_t, acc_t> p{};
+  p.logits = logits.const_data_ptr<scalar_t>();
+  p.labels = labels.const_data_ptr<int64_t>();
+  p.grad_logps = grad_logps.const_data_ptr<acc_t>();
+  p.lse = lse.const_data_ptr<acc_t>();
+  p.grad_logits = grad_logits.mutable_data_ptr<scalar_t>();
+  p.rows = logits.size(0);
+  p.vocab = logits.size(1);
+  p.logits_row_stride = logits.stride(0);
+  p.labels_stride = labels.stride(0);
+  p.grad_stride = grad_logits.stride(0);
+  p.ignore_index = ignore_index;
+  p.label_offset = label_offset;
+  p.check_labels = check_labels;
+  p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
+  return p;
+}
 
 }  // namespace detail
 }  // namespace prefopt::ops

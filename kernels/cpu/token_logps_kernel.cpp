@@ -37,17 +37,7 @@ std::tuple<at::Tensor, at::Tensor> token_logps_cpu(const at::Tensor& logits_in, 
   if (logits.size(0) == 0) return {logps, lse};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "token_logps_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    kernels::TokenLogpsParams<scalar_t, acc_t> p{};
-    p.logits = logits.const_data_ptr<scalar_t>();
-    p.labels = labels.const_data_ptr<int64_t>();
-    p.rows = logits.size(0);
-    p.vocab = logits.size(1);
-    p.logits_row_stride = logits.stride(0);
-    p.labels_stride = labels.stride(0);
-    p.ignore_index = ignore_index;
-    p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
-    p.logps = logps.mutable_data_ptr<acc_t>();
-    p.lse = lse.mutable_data_ptr<acc_t>();
+    auto p = detail::make_token_logps_params<scalar_t, acc_t>(logits, labels, ignore_index, temperature, logps, lse);
     forward_rows(p);
   });
   return {logps, lse};
@@ -64,21 +54,9 @@ void run_backward(const at::Tensor& grad_logps_in, const at::Tensor& logits, con
   const at::Tensor lse = lse_in.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "token_logps_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    kernels::TokenLogpsBackwardParams<scalar_t, acc_t> p{};
-    p.logits = logits.const_data_ptr<scalar_t>();
-    p.labels = labels.const_data_ptr<int64_t>();
-    p.grad_logps = grad_logps.const_data_ptr<acc_t>();
-    p.lse = lse.const_data_ptr<acc_t>();
-    p.grad_logits = grad_logits.mutable_data_ptr<scalar_t>();
-    p.rows = logits.size(0);
-    p.vocab = logits.size(1);
-    p.logits_row_stride = logits.stride(0);
-    p.labels_stride = labels.stride(0);
-    p.grad_stride = grad_logits.stride(0);
-    p.ignore_index = ignore_index;
-    p.label_offset = label_offset;
-    p.check_labels = check_labels;
-    p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
+    auto p = detail::make_token_logps_backward_params<scalar_t, acc_t>(grad_logps, logits, labels, lse, ignore_index,
+                                                                     temperature, grad_logits, label_offset,
+                                                                     check_labels);
     backward_rows(p);
   });
 }

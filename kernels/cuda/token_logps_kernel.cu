@@ -102,17 +102,7 @@ std::tuple<at::Tensor, at::Tensor> token_logps_cuda(const at::Tensor& logits_in,
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "token_logps_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    kernels::TokenLogpsParams<scalar_t, acc_t> p{};
-    p.logits = logits.const_data_ptr<scalar_t>();
-    p.labels = labels.const_data_ptr<int64_t>();
-    p.rows = logits.size(0);
-    p.vocab = logits.size(1);
-    p.logits_row_stride = logits.stride(0);
-    p.labels_stride = labels.stride(0);
-    p.ignore_index = ignore_index;
-    p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
-    p.logps = logps.mutable_data_ptr<acc_t>();
-    p.lse = lse.mutable_data_ptr<acc_t>();
+    auto p = detail::make_token_logps_params<scalar_t, acc_t>(logits, labels, ignore_index, temperature, logps, lse);
     launch_by_vocab(p, [&](auto threads) {
       constexpr int kThreads = decltype(threads)::value;
       token_logps_forward_kernel<kThreads, scalar_t, acc_t><<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p);
@@ -134,21 +124,9 @@ void run_backward(const at::Tensor& grad_logps_in, const at::Tensor& logits, con
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "token_logps_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    kernels::TokenLogpsBackwardParams<scalar_t, acc_t> p{};
-    p.logits = logits.const_data_ptr<scalar_t>();
-    p.labels = labels.const_data_ptr<int64_t>();
-    p.grad_logps = grad_logps.const_data_ptr<acc_t>();
-    p.lse = lse.const_data_ptr<acc_t>();
-    p.grad_logits = grad_logits.mutable_data_ptr<scalar_t>();
-    p.rows = logits.size(0);
-    p.vocab = logits.size(1);
-    p.logits_row_stride = logits.stride(0);
-    p.labels_stride = labels.stride(0);
-    p.grad_stride = grad_logits.stride(0);
-    p.ignore_index = ignore_index;
-    p.label_offset = label_offset;
-    p.check_labels = check_labels;
-    p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
+    auto p = detail::make_token_logps_backward_params<scalar_t, acc_t>(grad_logps, logits, labels, lse, ignore_index,
+                                                                     temperature, grad_logits, label_offset,
+                                                                     check_labels);
     launch_by_vocab(p, [&](auto threads) {
       constexpr int kThreads = decltype(threads)::value;
       token_logps_backward_kernel<kThreads, scalar_t, acc_t><<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p);

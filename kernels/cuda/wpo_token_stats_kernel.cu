@@ -77,19 +77,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> wpo_token_stats_cuda(
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "wpo_token_stats_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    kernels::WpoTokenStatsParams<scalar_t, acc_t> p{};
-    p.logits = logits.const_data_ptr<scalar_t>();
-    p.labels = labels.const_data_ptr<int64_t>();
-    p.rows = n;
-    p.vocab = logits.size(1);
-    p.logits_row_stride = logits.stride(0);
-    p.labels_stride = labels.stride(0);
-    p.ignore_index = ignore_index;
-    p.inv_temperature = static_cast<acc_t>(1.0 / temperature);
-    p.log_weight = log_weight.mutable_data_ptr<acc_t>();
-    p.logps = logps.mutable_data_ptr<acc_t>();
-    p.lse = lse.mutable_data_ptr<acc_t>();
-    p.lse2 = lse2.mutable_data_ptr<acc_t>();
+    auto p = detail::make_wpo_token_stats_params<scalar_t, acc_t>(logits, labels, ignore_index, temperature, log_weight,
+                                                                 logps, lse, lse2);
     if (p.vocab <= kc::kWarpRowMaxVocab) {
       wpo_token_stats_kernel<32, scalar_t, acc_t><<<static_cast<unsigned>(n), 32, 0, stream>>>(p);
     } else {
