@@ -49,7 +49,19 @@ std::string OptionValue::to_json() const {
     case 0: return std::get<bool>(value) ? "true" : "false";
     case 1: return std::to_string(std::get<int64_t>(value));
     case 2: return shortest_real(std::get<double>(value));
-    default: return '"' + std::get<std::string>(value) + '"';
+    default: {
+      std::string out = "\"";
+      for (char c : std::get<std::string>(value)) {
+        switch (c) {
+          case '"': out += "\\\""; break;
+          case '\\': out += "\\\\"; break;
+          case '\n': out += "\\n"; break;
+          case '\t': out += "\\t"; break;
+          default: out += c;
+        }
+      }
+      return out + "\"";
+    }
   }
 }
 
@@ -58,7 +70,8 @@ std::string OptionSpec::schema_type() const {
     case OptionKind::Bool: return "bool";
     case OptionKind::Integer: return "int";
     case OptionKind::Real: return "float";
-    case OptionKind::Choice: return "str";
+    case OptionKind::Choice:
+    case OptionKind::String: return "str";
   }
   return "?";
 }
@@ -68,7 +81,8 @@ std::string OptionSpec::config_type() const {
     case OptionKind::Bool: return "bool";
     case OptionKind::Integer: return "integer";
     case OptionKind::Real: return "number";
-    case OptionKind::Choice: return "string";
+    case OptionKind::Choice:
+    case OptionKind::String: return "string";
   }
   return "?";
 }
@@ -97,6 +111,11 @@ int64_t OptionType<int64_t>::from_value(const OptionValue& v, const std::string&
 bool OptionType<bool>::from_value(const OptionValue& v, const std::string& context) {
   if (auto b = std::get_if<bool>(&v.value)) return *b;
   TORCH_CHECK(false, context, " must be a bool, got ", v.type_name());
+}
+
+std::string OptionType<std::string>::from_value(const OptionValue& v, const std::string& context) {
+  if (auto s = std::get_if<std::string>(&v.value)) return *s;
+  TORCH_CHECK(false, context, " must be a string, got ", v.type_name());
 }
 
 namespace options_detail {

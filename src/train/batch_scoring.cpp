@@ -13,6 +13,7 @@
 #include <prefopt/losses/pairwise.h>
 #include <prefopt/model/sequence_classifier.h>
 #include <prefopt/scoring.h>
+#include <prefopt/scoring_joint.h>
 #include <prefopt/sequence_reductions.h>
 
 namespace prefopt::train {
@@ -47,7 +48,7 @@ Rows to_device(const data::SequenceBatch& batch, torch::Device device) {
 
 BatchScorer::BatchScorer(ScoringConfig config, ScoringNeeds needs) : config_(config), needs_(needs) {}
 
-bool BatchScorer::reference_tabulable() const { return !needs_.token_kl && !needs_.kl_pairs; }
+bool BatchScorer::reference_tabulable() const { return !needs_.token_kl && !needs_.kl_pairs && !needs_.steps; }
 
 namespace {
 
@@ -74,6 +75,51 @@ std::pair<torch::Tensor, torch::Tensor> pair_logps(const ModelScores& s, const t
   const torch::Tensor scored = labels.ne(kIgnore);
   return ld_dpo_logps(s.token_logps.slice(0, 0, b), scored.slice(0, 0, b), s.token_logps.slice(0, b, 2 * b),
                       scored.slice(0, b, 2 * b), ld_alpha);
+}
+
+// TPO's step scores of a list batch: per step, the mean token log-prob under the policy and the reference, and the
+// policy's mean last hidden state. Row b * K + k holds list b's response k after its prompt (P tokens): completion
+// token j sits at input position P + j and is predicted at position P - 1 + j.
+ListScores score_steps(LlamaForCausalLM& policy, LlamaForCausalLM* reference_model, const Dataset& data,
+                       const std::vector<int64_t>& idx, const data::ListBatch& batch, const Rows& rows) {
+  TORCH_CHECK(data.step_ids.size() == data.lists.size(), "scoring: the loss scores each response by steps ",
+              "(train::add_step_ids), and the data has ", data.step_ids.empty() ? "no step ids" : "step ids for only some lists");
+  TORCH_CHECK(reference_model != nullptr, "scoring: step scores need the reference model (ref_model \"copy\")");
+  const int64_t b = batch.num_lists, k = batch.list_size, t = rows.ids.size(1);
+  torch::Tensor logp_steps = torch::full({b * k, t}, -1, torch::kLong);
+  torch::Tensor hidden_steps = torch::full({b * k, t}, -1, torch::kLong);
+  auto lp = logp_steps.accessor<int64_t, 2>();
+  auto hs = hidden_steps.accessor<int64_t, 2>();
+  const auto prompt_lengths = batch.prompt_lengths.accessor<int64_t, 1>();
+  int64_t num_steps = 1;
+  for (int64_t i = 0; i < b; ++i) {
+    const auto& list_steps = data.step_ids[static_cast<size_t>(idx[static_cast<size_t>(i)])];
+    for (int64_t j = 0; j < static_cast<int64_t>(list_steps.size()); ++j) {
+      const int64_t row = i * k + j, p = prompt_lengths[row];
+      const auto& steps = list_steps[static_cast<size_t>(j)];
+      for (int64_t c = 0; c < static_cast<int64_t>(steps.size()) && p + c < t; ++c) {
+        lp[row][p - 1 + c] = steps[static_cast<size_t>(c)];
+        hs[row][p + c] = steps[static_cast<size_t>(c)];
+        num_steps = std::max(num_steps, steps[static_cast<size_t>(c)] + 1);
+      }
+    }
+  }
+  logp_steps = logp_steps.to(rows.ids.device());
+  hidden_steps = hidden_steps.to(rows.ids.device());
+  ListScores s;
+  const torch::Tensor hidden = policy->hidden_states(rows.ids, rows.mask);
+  const auto policy_tokens = sequence_logps(policy->logits(hidden), rows.labels);
+  s.policy = policy_tokens.logps.view({b, k});
+  const StepMeans policy_steps = step_means(policy_tokens.token_logps, logp_steps, num_steps, /*check_inputs=*/false);
+  s.policy_steps = policy_steps.means.view({b, k, num_steps});
+  s.step_mask = policy_steps.mask.view({b, k, num_steps});
+  s.step_embeddings =
+      step_means(hidden.detach(), hidden_steps, num_steps, /*check_inputs=*/false).means.view({b, k, num_steps, -1});
+  torch::NoGradGuard guard;
+  const auto ref_tokens = sequence_logps((*reference_model)->forward(rows.ids, rows.mask), rows.labels);
+  s.ref = ref_tokens.logps.view({b, k});
+  s.ref_steps = step_means(ref_tokens.token_logps, logp_steps, num_steps, false).means.view({b, k, num_steps});
+  return s;
 }
 
 }  // namespace
@@ -168,6 +214,14 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
       const int64_t b = batch.num_lists, k = batch.list_size;
       const Rows rows = to_device(batch, dev);
       ListScores s;
+      if (needs_.steps) {
+        s = score_steps(policy, reference_model, data, idx, batch, rows);
+        s.lengths = batch.completion_lengths.to(dev, torch::kFloat32).view({b, k});
+        s.labels = batch.list_labels.to(dev, torch::kFloat32);
+        s.mask = batch.list_mask.to(dev);
+        s.labels_are_ranks = batch.label_kind == data::ListLabelKind::Ranks;
+        return s;
+      }
       s.policy = run_model(policy, rows, false, config_).logps.view({b, k});
       s.lengths = batch.completion_lengths.to(dev, torch::kFloat32).view({b, k});
       s.labels = batch.list_labels.to(dev, torch::kFloat32);

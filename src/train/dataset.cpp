@@ -79,6 +79,9 @@ int64_t Dataset::fingerprint() const {
   for (const auto& variants : degree_variants) {
     for (const auto& v : variants) add_ids(v);
   }
+  for (const auto& list : step_ids) {
+    for (const auto& ids : list) add_ids(ids);
+  }
   return static_cast<int64_t>(h & 0x7fffffffffffffffull);
 }
 
@@ -242,6 +245,42 @@ void add_degree_variants(Dataset& data, const data::Tokenizer& tokenizer, int64_
       variants.push_back(std::move(ids));
     }
     data.degree_variants.push_back(std::move(variants));
+  }
+}
+
+void add_step_ids(Dataset& data, const data::Tokenizer& tokenizer, const std::string& delimiter) {
+  TORCH_CHECK(data.format == DataFormat::Ranked, "add_step_ids: TPO's steps are cut from ranked lists, got ",
+              to_string(data.format), " data");
+  TORCH_CHECK(!delimiter.empty(), "add_step_ids: the step delimiter must not be empty");
+  const auto eos = tokenizer.eos_id();
+  data.step_ids.clear();
+  for (size_t b = 0; b < data.lists.size(); ++b) {
+    std::vector<std::vector<int64_t>> list_steps;
+    for (size_t k = 0; k < data.lists[b].responses.size(); ++k) {
+      auto& response = data.lists[b].responses[k];
+      const bool ends_with_eos = eos && !response.empty() && response.back() == *eos;
+      const std::string text = tokenizer.decode(response, /*skip_special_tokens=*/true);
+      std::vector<int64_t> ids, steps;
+      int64_t step = 0;
+      for (size_t begin = 0; begin < text.size();) {
+        const size_t at = text.find(delimiter, begin);
+        const size_t end = at == std::string::npos ? text.size() : at + delimiter.size();
+        const auto piece = tokenizer.encode(std::string_view(text).substr(begin, end - begin));
+        if (!piece.empty()) {
+          ids.insert(ids.end(), piece.begin(), piece.end());
+          steps.insert(steps.end(), piece.size(), step++);
+        }
+        begin = end;
+      }
+      TORCH_CHECK(!ids.empty(), "add_step_ids: list ", b, ", response ", k, " has no step (it decodes to no text)");
+      if (ends_with_eos) {
+        ids.push_back(*eos);
+        steps.push_back(step - 1);
+      }
+      response = std::move(ids);
+      list_steps.push_back(std::move(steps));
+    }
+    data.step_ids.push_back(std::move(list_steps));
   }
 }
 

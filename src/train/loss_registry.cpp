@@ -471,6 +471,34 @@ std::vector<Entry> build_entries() {
                                                          s.ref_rejected, p);
                      });
                }});
+  {
+    auto options = specs<TPOLossOptions>();
+    for (auto& s : specs<TPOTrainingOptions>()) options.push_back(s);
+    e.push_back({{"tpo", "TPO: each response of a ranked list cut into steps, step log-ratios weighted by how close "
+                         "each step's hidden state is to the best response's, then LiPO-lambda over the lists.",
+                  DataFormat::Ranked, options},
+                 [](const LossOptions& o) {
+                   std::vector<std::string> loss_keys, training_keys;
+                   for (const auto& s : option_specs<TPOLossOptions>()) loss_keys.push_back(s.name);
+                   for (const auto& s : option_specs<TPOTrainingOptions>()) training_keys.push_back(s.name);
+                   const auto options = read<TPOLossOptions>("tpo", o, training_keys);
+                   const auto training = read<TPOTrainingOptions>("tpo", o, loss_keys);
+                   TORCH_CHECK(!training.step_delimiter().empty(), context("tpo"),
+                               "option \"step_delimiter\" must not be empty");
+                   ScoringNeeds n;
+                   n.reference = n.steps = true;
+                   n.step_delimiter = training.step_delimiter();
+                   return function_objective<TPOLossOptions, ListScores>(
+                       "tpo", DataFormat::Ranked, options, n, [](const ListScores& s, const TPOLossOptions& p) {
+                         require(s.policy_steps, "step scores", "tpo");
+                         const auto opts = with_labels(p, s);
+                         const auto weights =
+                             functional::tpo_step_weights(s.step_embeddings, s.step_mask, s.labels, s.mask, opts.labels());
+                         return functional::tpo_loss(s.policy_steps, s.ref_steps, s.step_mask, weights, s.labels, s.mask,
+                                                     opts);
+                       });
+                 }});
+  }
   e.push_back({{"reward", "A reward model (Bradley-Terry, with margin, or scaled): the decoder with a scalar score "
                           "head at the last token, saved as transformers' *ForSequenceClassification.",
                 DataFormat::Pairwise, specs<RewardLossOptions>()},

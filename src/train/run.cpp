@@ -26,10 +26,15 @@ TrainResult run_training(const RunConfig& config) {
   std::optional<Dataset> eval;
   if (!config.eval_file.empty()) eval = Dataset::read(config.eval_file, config.format, tokenizer, config.encode);
   // SPO trains on graded variants of the chosen responses, made from their text here, where the tokenizer is.
-  const int64_t degrees = make_objective(config.trainer.loss(), config.trainer.loss_options())->needs().degree_variants;
-  if (degrees > 0) {
-    add_degree_variants(train, tokenizer, degrees);
-    if (eval) add_degree_variants(*eval, tokenizer, degrees);
+  // TPO scores steps, cut from the responses' text here too.
+  const ScoringNeeds needs = make_objective(config.trainer.loss(), config.trainer.loss_options())->needs();
+  if (needs.degree_variants > 0) {
+    add_degree_variants(train, tokenizer, needs.degree_variants);
+    if (eval) add_degree_variants(*eval, tokenizer, needs.degree_variants);
+  }
+  if (needs.steps) {
+    add_step_ids(train, tokenizer, needs.step_delimiter);
+    if (eval) add_step_ids(*eval, tokenizer, needs.step_delimiter);
   }
   Trainer trainer(config.trainer, model, std::move(train), std::move(eval));
   return trainer.train();

@@ -183,6 +183,15 @@ Trainer::Trainer(TrainerConfig config, LlamaForCausalLM model, Dataset train_dat
                   "train::add_degree_variants(data, tokenizer, ", needs.degree_variants, ") (prefopt-train does)");
     }
   }
+  if (needs.steps) {
+    for (const Dataset* d : {&train_data, eval_data ? &*eval_data : nullptr}) {
+      if (d == nullptr) continue;
+      TORCH_CHECK(d->step_ids.size() == d->lists.size(), "loss \"", s.config.loss(), "\" scores each response by ",
+                  "steps; cut them with train::add_step_ids(data, tokenizer, delimiter) (prefopt-train does)");
+    }
+    TORCH_CHECK(s.config.ref_model() == RefModelMode::Copy, "loss \"", s.config.loss(), "\" needs the reference ",
+                "model's per-step log-probs at every step, so ref_model must be \"copy\", not \"precomputed\"");
+  }
   s.train = std::move(train_data);
   s.eval = std::move(eval_data);
 

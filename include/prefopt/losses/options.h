@@ -41,7 +41,7 @@ class OptionValue {
 using OptionMap = std::map<std::string, OptionValue>;
 
 /// What kind of value an option takes.
-enum class OptionKind { Bool, Integer, Real, Choice };
+enum class OptionKind { Bool, Integer, Real, Choice, String };
 
 /// One declared option, type-erased: what documentation, schemas and checks are generated from.
 struct OptionSpec {
@@ -88,6 +88,14 @@ struct OptionType<bool> {
   static std::vector<std::string> choices() { return {}; }
   static OptionValue to_value(bool v) { return v; }
   static bool from_value(const OptionValue& v, const std::string& context);
+};
+
+template <>
+struct OptionType<std::string> {
+  static constexpr OptionKind kind = OptionKind::String;
+  static std::vector<std::string> choices() { return {}; }
+  static OptionValue to_value(const std::string& v) { return v; }
+  static std::string from_value(const OptionValue& v, const std::string& context);
 };
 
 namespace options_detail {

@@ -39,6 +39,10 @@ struct JointScores {
 struct ListScores {
   torch::Tensor policy, ref, lengths, labels, mask;
   bool labels_are_ranks = false;
+  /// TPO: [B, K, S] mean token log-probs of each step of each response under the policy (with gradient) and the
+  /// reference (detached), the [B, K, S] bool step mask, and the policy's [B, K, S, H] mean last hidden state of
+  /// each step (detached; TPO's step weights compare them).
+  torch::Tensor policy_steps, ref_steps, step_mask, step_embeddings;
 };
 
 /// Unpaired (KTO) examples: [B] log-probs (policy with gradient), bool labels (true = desirable), and the [B]

@@ -53,6 +53,9 @@ struct Dataset {
   /// SPO's graded variants of each pair's chosen response, [pairs][K] completions, degree k at index k (0: the
   /// response itself); empty unless add_degree_variants() made them.
   std::vector<std::vector<std::vector<int64_t>>> degree_variants;
+  /// TPO's steps: [lists][K][completion tokens] the step index (0, 1, ...) of each token of each response;
+  /// empty unless add_step_ids() made them.
+  std::vector<std::vector<std::vector<int64_t>>> step_ids;
   /// The encoding's max_length (prompt + completion), 0 = none: sequences the trainer composes from these
   /// examples (KTO's mismatched pairs) are cut to it.
   int64_t max_length = 0;
@@ -88,5 +91,18 @@ struct Dataset {
 /// ```
 void add_degree_variants(Dataset& data, const data::Tokenizer& tokenizer, int64_t num_degrees,
                          const data::KeyphraseOptions& keyphrases = {});
+
+/// TPO's steps: every response of `data` (ranked lists) decoded with `tokenizer`, cut after each occurrence of
+/// `delimiter` into steps (the delimiter stays with the step it ends; empty pieces are dropped), each step encoded
+/// on its own, and the response's ids replaced by the steps' ids in order (then the tokenizer's EOS when the
+/// response ended with it, in the last step), with each token's step index in data.step_ids. With the byte
+/// tokenizer the ids are unchanged. A response of no step (it decodes to nothing) is an error naming it.
+///
+/// Example:
+/// ```
+/// prefopt::train::add_step_ids(lists, tokenizer, "\n");
+/// lists.step_ids[0][1];   // the step of each token of list 0's response 1
+/// ```
+void add_step_ids(Dataset& data, const data::Tokenizer& tokenizer, const std::string& delimiter);
 
 }  // namespace prefopt::train

@@ -47,6 +47,14 @@ struct SPOTrainingOptions {
   PREFOPT_SPO_TRAINING_OPTIONS(PREFOPT_OPTION_FIELD)
 };
 
+/// The tpo entry's options besides TPOLoss's: where a response's steps end.
+#define PREFOPT_TPO_TRAINING_OPTIONS(X)                                                                      \
+  X(std::string, step_delimiter, "\n",                                                                         \
+    "Each response is cut into steps after every occurrence of this text (kept with the step it ends).")
+struct TPOTrainingOptions {
+  PREFOPT_TPO_TRAINING_OPTIONS(PREFOPT_OPTION_FIELD)
+};
+
 /// What a loss needs the trainer to compute besides the policy's summed log-probs.
 struct ScoringNeeds {
   /// Reference log-probs (from the frozen copy or the precomputed cache).
@@ -65,6 +73,9 @@ struct ScoringNeeds {
   /// SPO: K >= 2 graded variants of each chosen response (Dataset::degree_variants) scored into hidden states;
   /// 0 = none.
   int64_t degree_variants = 0;
+  /// TPO: each response cut into steps after every `step_delimiter` (Dataset::step_ids), scored per step.
+  bool steps = false;
+  std::string step_delimiter;
 };
 
 /// A loss bound to its options, with the little state a loss keeps (BCO's running mean).
@@ -131,4 +142,5 @@ std::unique_ptr<Objective> make_objective(const std::string& name, const LossOpt
 namespace prefopt {
 PREFOPT_DECLARE_OPTIONS(train::DPOScoringOptions, PREFOPT_DPO_SCORING_OPTIONS);
 PREFOPT_DECLARE_OPTIONS(train::SPOTrainingOptions, PREFOPT_SPO_TRAINING_OPTIONS);
+PREFOPT_DECLARE_OPTIONS(train::TPOTrainingOptions, PREFOPT_TPO_TRAINING_OPTIONS);
 }  // namespace prefopt

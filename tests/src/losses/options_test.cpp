@@ -111,6 +111,7 @@ TEST(LossOptions, EveryDeclaredOptionWritesTheStructField) {
         case prefopt::OptionKind::Bool: other = !std::get<bool>(field.spec.default_value.value); break;
         case prefopt::OptionKind::Integer: other = std::get<int64_t>(field.spec.default_value.value) + 1; break;
         case prefopt::OptionKind::Real: other = std::get<double>(field.spec.default_value.value) + 0.25; break;
+        case prefopt::OptionKind::String: other = std::get<std::string>(field.spec.default_value.value) + "x"; break;
         case prefopt::OptionKind::Choice:
           for (const auto& c : field.spec.choices) {
             if (!(prefopt::OptionValue(c) == field.spec.default_value)) other = c;

@@ -179,3 +179,38 @@ TEST(TrainBatchScoring, JointPairsScorePromptAndResponseTogether) {
   const auto cached = std::get<pt::JointScores>(scorer(needs).score(policy, nullptr, table, data, {2, 0}));
   EXPECT_TRUE(torch::allclose(cached.ref_chosen, s.ref_chosen, 1e-6, 1e-5));
 }
+
+TEST(TrainBatchScoring, StepScoresAreMeansOverEachStepsTokens) {
+  auto policy = prefopt::testing::tiny_model(1), ref = prefopt::testing::tiny_model(2);
+  const auto data = prefopt::testing::tiny_step_lists(3);
+  // Byte ids are unchanged by the cut; " a=1\n" is step 0, "b=2\n" step 1, "ok" and EOS step 2.
+  EXPECT_EQ(data.lists[0].responses[0], prefopt::testing::ids(" a=1\nb=2\nok", false, true));
+  EXPECT_EQ(data.step_ids[0][0],
+            (std::vector<int64_t>{0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2}));
+  pt::ScoringNeeds needs;
+  needs.reference = needs.steps = true;
+  const auto s = std::get<pt::ListScores>(scorer(needs).score(policy, &ref, torch::Tensor(), data, {0, 1}));
+  ASSERT_EQ(s.policy_steps.sizes(), (std::vector<int64_t>{2, 3, 3}));
+  ASSERT_EQ(s.step_embeddings.size(3), 16);
+  for (int64_t i = 0; i < 2; ++i) {
+    const auto& list = data.lists[static_cast<size_t>(i)];
+    for (size_t k = 0; k < list.responses.size(); ++k) {
+      std::vector<double> tokens;
+      sequence_logp(policy, list.prompt, list.responses[k], &tokens);
+      const auto& steps = data.step_ids[static_cast<size_t>(i)][k];
+      for (int64_t step = 0; step < 3; ++step) {
+        double sum = 0.0;
+        int count = 0;
+        for (size_t j = 0; j < steps.size(); ++j) {
+          if (steps[j] == step) sum += tokens[j], ++count;
+        }
+        EXPECT_EQ(s.step_mask[i][static_cast<int64_t>(k)][step].item<bool>(), count > 0);
+        if (count > 0) {
+          EXPECT_NEAR(s.policy_steps[i][static_cast<int64_t>(k)][step].item<double>(), sum / count, 1e-4);
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(s.policy_steps.requires_grad());
+  EXPECT_FALSE(s.ref_steps.requires_grad());
+}

@@ -76,6 +76,22 @@ inline train::Dataset tiny_joint(int n) {
   return train::Dataset::from_joint(std::move(out));
 }
 
+// Ranked lists whose responses have steps separated by newlines, with their step ids (TPO).
+inline train::Dataset tiny_step_lists(int n) {
+  std::vector<data::ListExample> lists;
+  for (int i = 0; i < n; ++i) {
+    data::ListExample ex;
+    ex.prompt = ids("sum" + std::to_string(i) + ":", true);
+    ex.responses = {ids(" a=1\nb=2\nok", false, true), ids(" guess\nno", false, true), ids(" x", false, true)};
+    if (i % 2 == 1) ex.responses.pop_back();
+    ex.labels = ex.responses.size() == 3 ? std::vector<double>{2, 1, 0} : std::vector<double>{1, 0};
+    lists.push_back(std::move(ex));
+  }
+  auto data = train::Dataset::from_lists(std::move(lists));
+  train::add_step_ids(data, data::ByteTokenizer(), "\n");
+  return data;
+}
+
 inline train::Dataset tiny_completions(int n) {
   std::vector<train::CompletionExample> out;
   for (int i = 0; i < n; ++i) out.push_back({ids("c" + std::to_string(i), true), ids(" done", false, true)});

@@ -273,6 +273,7 @@ TEST(TrainTrainer, EveryRegisteredFamilyTrains) {
       {"reward", {}, prefopt::testing::tiny_pairs(4)},
       {"dove", {{"beta", 0.2}}, prefopt::testing::tiny_joint(4)},
       {"spo", {{"num_degrees", 3}, {"degree_weight", 0.5}}, spo_pairs(4, 3)},
+      {"tpo", {{"beta", 0.5}}, prefopt::testing::tiny_step_lists(4)},
   };
   for (auto& c : cases) {
     SCOPED_TRACE(c.loss);
@@ -390,4 +391,14 @@ TEST(TrainTrainer, SpoNeedsItsDegreeVariants) {
   ASSERT_EQ(data.degree_variants[0].size(), 3u);
   EXPECT_EQ(data.degree_variants[0][0], data.pairs[0].chosen);  // degree 0 is the response itself
   EXPECT_LT(data.degree_variants[0][2].size(), data.degree_variants[0][1].size());  // more removed, shorter
+}
+
+TEST(TrainTrainer, TpoNeedsStepsAndALiveReference) {
+  expect_error([] {
+    pt::Trainer(quiet().loss("tpo"), prefopt::testing::tiny_model(), prefopt::testing::tiny_lists(4));
+  }, "cut them with train::add_step_ids(data, tokenizer, delimiter)");
+  expect_error([] {
+    pt::Trainer(quiet().loss("tpo").ref_model(pt::RefModelMode::Precomputed), prefopt::testing::tiny_model(),
+                prefopt::testing::tiny_step_lists(4));
+  }, "ref_model must be \"copy\"");
 }
