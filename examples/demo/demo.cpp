@@ -4,6 +4,7 @@
 // SFT model, and measures again, with the held-out reward accuracy. Both phases run through prefopt::train::Trainer.
 // It never downloads anything, never reads a config, and writes only under its output directory.
 #include "demo/demo.h"
+#include "demo/plot_png.h"
 
 #include <sys/stat.h>
 
@@ -354,9 +355,10 @@ int run(const DemoOptions& o) {
   std::ofstream metrics(metrics_path, std::ios::trunc);
   if (!metrics) throw std::runtime_error("cannot write " + metrics_path);
 
+  // About 40 log points per phase feed the plot; a quarter of them are printed.
   auto progress = [](const char* phase, int64_t total) {
-    return [phase, total](const prefopt::train::LogEntry& e, bool is_eval) {
-      if (is_eval) return;
+    return [phase, total, count = 0](const prefopt::train::LogEntry& e, bool is_eval) mutable {
+      if (is_eval || (count++ % 10 != 9 && e.step != total)) return;
       const auto loss = e.metrics.find("loss");
       std::printf("    %s step %4lld/%lld  loss %.4f\n", phase, static_cast<long long>(e.step),
                   static_cast<long long>(total), loss == e.metrics.end() ? 0.0 : loss->second);
@@ -371,6 +373,7 @@ int run(const DemoOptions& o) {
   std::vector<prefopt::train::CompletionExample> sft_examples;
   for (const auto& ex : data.sft) sft_examples.push_back({prompt_ids(tok, ex.prompt), completion_ids(tok, ex.completion)});
   double sft_loss = 0.0;
+  std::vector<prefopt::train::LogEntry> sft_logs, dpo_logs;
   {
     prefopt::train::Trainer sft(prefopt::train::TrainerConfig()
                                     .loss("sft")
@@ -381,7 +384,7 @@ int run(const DemoOptions& o) {
                                     .batch_size(o.sft_batch)
                                     .max_steps(o.sft_steps)
                                     .num_train_epochs(1000)
-                                    .logging_steps(std::max<int64_t>(1, o.sft_steps / 4))
+                                    .logging_steps(std::max<int64_t>(1, o.sft_steps / 40))
                                     .max_grad_norm(1.0)
                                     .seed(o.seed)
                                     .output_dir(o.output_dir + "/sft")
@@ -391,6 +394,7 @@ int run(const DemoOptions& o) {
     sft.set_log_callback(progress("sft", o.sft_steps));
     const auto result = sft.train();
     sft_loss = result.steps.back().metrics.at("loss");
+    sft_logs = result.logs;
   }
   model->eval();
   const double sft_seconds = seconds_since(t);
@@ -442,7 +446,7 @@ int run(const DemoOptions& o) {
                                     .eval_batch_size(64)
                                     .max_steps(o.dpo_steps)
                                     .num_train_epochs(1000)
-                                    .logging_steps(std::max<int64_t>(1, o.dpo_steps / 4))
+                                    .logging_steps(std::max<int64_t>(1, o.dpo_steps / 40))
                                     .max_grad_norm(1.0)
                                     .seed(o.seed)
                                     .output_dir(o.output_dir + "/dpo")
@@ -451,6 +455,7 @@ int run(const DemoOptions& o) {
     dpo.set_log_callback(progress("dpo", o.dpo_steps));
     const auto result = dpo.train();
     dpo_loss = result.steps.back().metrics.at("loss");
+    dpo_logs = result.logs;
     if (!heldout_pairs.empty()) {
       eval_metrics = dpo.evaluate(prefopt::train::Dataset::from_pairs(heldout_pairs));
       reward_accuracy = eval_metrics.at("eval_rewards/accuracies");
@@ -482,8 +487,21 @@ int run(const DemoOptions& o) {
   const double total = seconds_since(start);
   std::printf("\n  time: SFT %.0f s, evaluation and sampling %.0f s, DPO %.0f s, total %.0f s (%d threads)\n",
               sft_seconds, sample_seconds, dpo_seconds, total, at::get_num_threads());
-  std::printf("  outputs: %s (summary), %s/sft and %s/dpo (trainer metrics, checkpoints; final model in dpo/final)\n",
-              metrics_path.c_str(), o.output_dir.c_str(), o.output_dir.c_str());
+  const std::string plot_path = o.output_dir + "/metrics.png";
+  auto curve = [](const std::vector<prefopt::train::LogEntry>& logs, const std::string& name) {
+    demo::PlotSeries series{name, {}};
+    for (const auto& e : logs) {
+      if (auto it = e.metrics.find(name); it != e.metrics.end()) series.points.emplace_back(e.step, it->second);
+    }
+    return series;
+  };
+  demo::write_plot_png(plot_path, {{"sft: loss", {curve(sft_logs, "loss")}},
+                                   {"dpo: loss", {curve(dpo_logs, "loss"), curve(dpo_logs, "nll_loss")}},
+                                   {"dpo: rewards", {curve(dpo_logs, "rewards/accuracies"),
+                                                     curve(dpo_logs, "rewards/margins")}}});
+  std::printf("  outputs: %s (summary), %s (the training curves), %s/sft and %s/dpo (trainer metrics, checkpoints;\n"
+              "           final model in dpo/final)\n",
+              metrics_path.c_str(), plot_path.c_str(), o.output_dir.c_str(), o.output_dir.c_str());
 
   nlohmann::json summary = {{"phase", "summary"},
                             {"seed", o.seed},
