@@ -27,7 +27,7 @@
 
 #include "kernels/cpu/capability.h"
 #include "kernels/token_logps.h"
-#include "prefopt/scoring.h"
+#include <prefopt/scoring.h>
 
 namespace {
 

@@ -1,6 +1,6 @@
 // Ranking metrics over [B, K] lists (their math is common/ranking.cpp, shared with the listwise losses) and the
 // idealised ranking accuracy of pairs (LOSSES.md section 8). Detached; never a loss.
-#include "prefopt/metrics.h"
+#include <prefopt/metrics.h>
 
 #include <cmath>
 #include <limits>

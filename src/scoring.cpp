@@ -1,7 +1,7 @@
 // Per-token and per-sequence log-probs of labels, per-token KL, entropy and WPO weights, and the fused-linear
 // log-probs, on top of the fused operators of kernels/. The masked sum runs
 // over [B, T] log-probs; the [B, T, V] logits are only ever read by the kernel, in their own dtype.
-#include "prefopt/scoring.h"
+#include <prefopt/scoring.h>
 
 #include <ATen/ATen.h>
 

@@ -1,6 +1,6 @@
 // Label recipes (joint / prompt-inclusive for DOVE, completion-only) and per-step means (TPO) on [B, T]
 // integer and float tensors. The vocabulary is only touched by sequence_logps, through the token_logps kernel.
-#include "prefopt/scoring_joint.h"
+#include <prefopt/scoring_joint.h>
 
 #include <ATen/ATen.h>
 

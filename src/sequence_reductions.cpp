@@ -1,6 +1,6 @@
 // LD-DPO's length-desensitised sequence log-probs and the mean token NLL, from [B, T] per-token log-probs
 // and masks (see sequence_reductions.h).
-#include "prefopt/sequence_reductions.h"
+#include <prefopt/sequence_reductions.h>
 
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>

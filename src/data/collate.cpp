@@ -1,7 +1,7 @@
 // Encoding (segments to ids, BOS/EOS, the truncation rule of EncodeOptions) and collation (examples to
 // right-padded [N, T] batches with shifted labels). One loop over the ids fills each CPU tensor in place.
 // Never pads on the left, never scores a prompt or padding token in `labels`, and never moves data to a device.
-#include "prefopt/data/collate.h"
+#include <prefopt/data/collate.h>
 
 #include <algorithm>
 #include <cmath>

@@ -3,7 +3,7 @@
 // "file:line: field "name": what" that is raised or, under OnError::Skip, counted. Never keeps more than one
 // line's text and JSON at a time, never touches the bytes of a string, and never lets a JSON exception or a
 // malformed value escape as anything but that message.
-#include "prefopt/data/jsonl.h"
+#include <prefopt/data/jsonl.h>
 
 #include <cmath>
 #include <cstring>

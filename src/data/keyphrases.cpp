@@ -1,7 +1,7 @@
 // RAKE-style key-phrase extraction and SPO's graded removal (see include/prefopt/data/keyphrases.h for the
 // exact rules). Byte-oriented: ASCII is classified, every byte >= 0x80 is a word byte, so UTF-8 text is
 // handled without decoding and byte offsets index the original string. No locale, no randomness.
-#include "prefopt/data/keyphrases.h"
+#include <prefopt/data/keyphrases.h>
 
 #include <algorithm>
 #include <map>

@@ -1,6 +1,6 @@
 // The byte-level tokenizer: each byte is its own id, three special ids follow the 256 byte values. Never
 // validates or changes UTF-8: bytes in, the same bytes out.
-#include "prefopt/data/tokenizer.h"
+#include <prefopt/data/tokenizer.h>
 
 #include <c10/util/Exception.h>
 

@@ -1,7 +1,7 @@
 // SPO's preference-degree head and loss (LOSSES.md section 6): pooling of last hidden states, a linear head
 // over K degrees, its cross-entropy, and the combination with an alignment loss. The [N, K] logits are
 // tiny; the only large tensor, the hidden states, is read once by the pooling.
-#include "prefopt/losses/degree.h"
+#include <prefopt/losses/degree.h>
 
 #include <limits>
 

@@ -1,8 +1,8 @@
 // DOVE's joint DPO loss (LOSSES.md section 4): DPO-sigmoid on joint log-prob ratios. The math is the DPO
 // family's own (functional::dpo_loss with loss type sigmoid), so it is written once.
-#include "prefopt/losses/joint.h"
+#include <prefopt/losses/joint.h>
 
-#include "prefopt/losses/pairwise.h"
+#include <prefopt/losses/pairwise.h>
 
 namespace prefopt {
 namespace functional {

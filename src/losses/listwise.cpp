@@ -3,7 +3,7 @@
 // pairwise_sums.h, the seam for the fused pairwise-margin kernel. Arithmetic in float32 (float64 for
 // float64 inputs); invalid (masked) entries are replaced by 0 before any arithmetic, so nothing they hold
 // reaches a loss, a gradient or a metric.
-#include "prefopt/losses/listwise.h"
+#include <prefopt/losses/listwise.h>
 
 #include <cmath>
 #include <limits>

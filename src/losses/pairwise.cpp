@@ -1,6 +1,6 @@
 // The DPO family's per-pair losses, rewards and TRL metrics from summed sequence log-probs (LOSSES.md
 // section 1). The arithmetic runs on [B] tensors in float32 (float64 for float64 inputs): never on tokens.
-#include "prefopt/losses/pairwise.h"
+#include <prefopt/losses/pairwise.h>
 
 #include <cmath>
 #include <limits>

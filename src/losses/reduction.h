@@ -3,7 +3,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "prefopt/losses/loss_output.h"
+#include <prefopt/losses/loss_output.h>
 
 namespace prefopt::detail {
 

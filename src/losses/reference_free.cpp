@@ -1,7 +1,7 @@
 // SimPO, CPO and ORPO (LOSSES.md section 2): per-pair losses, rewards and TRL's metrics from summed policy
 // log-probs, completion lengths and the chosen NLL. No reference model. The arithmetic runs on [B] tensors in
 // float32 (float64 for float64 inputs), never on tokens; ORPO's log-odds never drop below float32.
-#include "prefopt/losses/reference_free.h"
+#include <prefopt/losses/reference_free.h>
 
 #include <cmath>
 #include <limits>

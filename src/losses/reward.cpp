@@ -1,7 +1,7 @@
 // Bradley-Terry reward-model losses (LOSSES.md section 7): per-pair losses from the scalar rewards of the chosen
 // and rejected responses, with an optional margin, magnitude, label smoothing and reward centring, and TRL's
 // RewardTrainer metrics. The arithmetic runs on [B] tensors in float32 (float64 for float64 inputs).
-#include "prefopt/losses/reward.h"
+#include <prefopt/losses/reward.h>
 
 #include <cmath>
 #include <limits>

@@ -1,6 +1,6 @@
 // TDPO (LOSSES.md section 3): the DPO margin with the sequential KL margin, on [B] tensors in float32
 // (float64 for float64 inputs). The per-token KL itself is scoring's job; here it is a summed [B] score.
-#include "prefopt/losses/token_level.h"
+#include <prefopt/losses/token_level.h>
 
 #include <limits>
 

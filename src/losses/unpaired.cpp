@@ -2,7 +2,7 @@
 // detached KL baseline, their rewards and TRL's metrics. The arithmetic runs on [B] tensors in float32 (float64
 // for float64 inputs); the desirable/undesirable split is a mask, never a gather, except for the two reward
 // subsets that the functional form hands back.
-#include "prefopt/losses/unpaired.h"
+#include <prefopt/losses/unpaired.h>
 
 #include <cmath>
 #include <limits>

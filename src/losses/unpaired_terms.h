@@ -3,7 +3,7 @@
 // fake tensors (torch.library.opcheck, torch.compile). Internal to the library.
 #pragma once
 
-#include "prefopt/losses/unpaired.h"
+#include <prefopt/losses/unpaired.h>
 
 namespace prefopt::detail {
 

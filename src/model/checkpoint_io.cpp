@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../common/files.h"
-#include "prefopt/model/safetensors.h"
+#include <prefopt/model/safetensors.h>
 
 namespace prefopt::detail {
 namespace {

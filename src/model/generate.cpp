@@ -2,7 +2,7 @@
 // It never keeps a KV cache (the model has none) and never materialises more than the last position's logits in
 // float32; prompts are turned from right padding to left padding once, so every row's next token is read from the
 // same last column.
-#include "prefopt/model/generate.h"
+#include <prefopt/model/generate.h>
 
 #include <algorithm>
 #include <cmath>

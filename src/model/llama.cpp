@@ -3,7 +3,7 @@
 // (float32 norm statistics, float32 rotary angles cast to the model's dtype) so that float32 logits agree to
 // rounding. It never forms a [B, T, T] float mask (a bool mask, only when there is padding) and never reads a
 // tensor before every name, shape and dtype of the checkpoint has been checked.
-#include "prefopt/model/llama.h"
+#include <prefopt/model/llama.h>
 
 #include <cmath>
 #include <fstream>

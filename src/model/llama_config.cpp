@@ -1,7 +1,7 @@
 // Reads and writes LlamaConfig as Hugging Face config.json, with the fields, defaults and refusals documented
 // in include/prefopt/model/llama_config.h. It never guesses: a field it does not understand the value of is an
 // error that names the field, never a silently different model.
-#include "prefopt/model/llama_config.h"
+#include <prefopt/model/llama_config.h>
 
 #include <cmath>
 #include <fstream>

@@ -1,7 +1,7 @@
 // safetensors reader and writer (see include/prefopt/model/safetensors.h for the checks). Every number taken
 // from a header is checked against the file size, with overflow-safe arithmetic, before it sizes an allocation
 // or a read; the reader never reads past the end of the file and never returns a tensor it could not fill.
-#include "prefopt/model/safetensors.h"
+#include <prefopt/model/safetensors.h>
 
 #include <algorithm>
 #include <cstdio>

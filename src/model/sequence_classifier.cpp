@@ -1,7 +1,7 @@
 // LlamaForSequenceClassification: the decoder plus a bias-free linear score read at the last non-pad token (the
 // position rule of transformers' *ForSequenceClassification), and its Hugging Face checkpoint folders. Never
 // computes a loss.
-#include "prefopt/model/sequence_classifier.h"
+#include <prefopt/model/sequence_classifier.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>

@@ -4,7 +4,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "prefopt/losses/degree.h"
+#include <prefopt/losses/degree.h>
 #include "op_support.h"
 
 namespace prefopt {

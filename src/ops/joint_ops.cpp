@@ -4,8 +4,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "prefopt/losses/joint.h"
-#include "prefopt/scoring_joint.h"
+#include <prefopt/losses/joint.h>
+#include <prefopt/scoring_joint.h>
 #include "op_support.h"
 
 namespace prefopt {

@@ -4,7 +4,7 @@
 #include <torch/library.h>
 
 #include "op_support.h"
-#include "prefopt/data/keyphrases.h"
+#include <prefopt/data/keyphrases.h>
 
 namespace prefopt {
 namespace {

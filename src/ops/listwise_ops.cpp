@@ -5,7 +5,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "prefopt/losses/listwise.h"
+#include <prefopt/losses/listwise.h>
 #include "op_support.h"
 
 namespace prefopt {

@@ -4,7 +4,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "prefopt/metrics.h"
+#include <prefopt/metrics.h>
 
 namespace prefopt {
 namespace {

@@ -12,8 +12,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
-#include "prefopt/losses/loss_output.h"
-#include "prefopt/losses/options.h"
+#include <prefopt/losses/loss_output.h>
+#include <prefopt/losses/options.h>
 
 namespace prefopt::ops {
 

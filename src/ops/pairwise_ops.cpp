@@ -4,8 +4,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "prefopt/losses/pairwise.h"
-#include "prefopt/sequence_reductions.h"
+#include <prefopt/losses/pairwise.h>
+#include <prefopt/sequence_reductions.h>
 #include "op_support.h"
 
 namespace prefopt {

@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "prefopt/scoring.h"
+#include <prefopt/scoring.h>
 
 namespace prefopt {
 namespace {

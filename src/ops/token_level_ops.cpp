@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "prefopt/losses/token_level.h"
+#include <prefopt/losses/token_level.h>
 #include "op_support.h"
 
 namespace prefopt {

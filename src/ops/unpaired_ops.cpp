@@ -6,7 +6,7 @@
 #include <torch/library.h>
 
 #include "../losses/unpaired_terms.h"
-#include "prefopt/losses/unpaired.h"
+#include <prefopt/losses/unpaired.h>
 #include "op_support.h"
 
 namespace prefopt {

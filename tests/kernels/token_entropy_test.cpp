@@ -10,7 +10,7 @@
 #include <torch/types.h>
 
 #include "../../kernels/cpu/capability.h"
-#include "prefopt/scoring.h"
+#include <prefopt/scoring.h>
 #include "support/eigen_bridge.h"
 #include "support/expect_error.h"
 

@@ -11,7 +11,7 @@
 
 #include "../../kernels/cpu/capability.h"
 #include "../../kernels/wpo_token_stats.h"
-#include "prefopt/scoring.h"
+#include <prefopt/scoring.h>
 #include "support/eigen_bridge.h"
 #include "support/expect_error.h"
 

@@ -15,9 +15,9 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
-#include "prefopt/model/llama.h"
-#include "prefopt/model/safetensors.h"
-#include "prefopt/model/sequence_classifier.h"
+#include <prefopt/model/llama.h>
+#include <prefopt/model/safetensors.h>
+#include <prefopt/model/sequence_classifier.h>
 
 int main(int argc, char** argv) {
   if (argc < 4 || argc > 6) {

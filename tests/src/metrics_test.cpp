@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
-#include "prefopt/metrics.h"
+#include <prefopt/metrics.h>
 #include "support/expect_error.h"
 #include "support/lists.h"
 

@@ -7,7 +7,7 @@
 #include <torch/autograd.h>
 #include <torch/types.h>
 
-#include "prefopt/scoring.h"
+#include <prefopt/scoring.h>
 #include "support/eigen_bridge.h"
 #include "support/expect_error.h"
 #include "support/gradcheck.h"

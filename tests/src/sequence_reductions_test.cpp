@@ -5,7 +5,7 @@
 #include <torch/autograd.h>
 #include <torch/types.h>
 
-#include "prefopt/sequence_reductions.h"
+#include <prefopt/sequence_reductions.h>
 #include "support/eigen_bridge.h"
 #include "support/expect_error.h"
 #include "support/gradcheck.h"

@@ -9,9 +9,9 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
-#include "prefopt/data/collate.h"
-#include "prefopt/data/jsonl.h"
-#include "prefopt/scoring.h"
+#include <prefopt/data/collate.h>
+#include <prefopt/data/jsonl.h>
+#include <prefopt/scoring.h>
 #include "support/expect_error.h"
 #include "support/temp_files.h"
 

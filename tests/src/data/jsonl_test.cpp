@@ -7,8 +7,8 @@
 
 #include <gtest/gtest.h>
 
-#include "prefopt/data/jsonl.h"
-#include "prefopt/data/records.h"
+#include <prefopt/data/jsonl.h>
+#include <prefopt/data/records.h>
 #include "support/expect_error.h"
 #include "support/temp_files.h"
 

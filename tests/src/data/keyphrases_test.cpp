@@ -3,7 +3,7 @@
 // the whitespace tidying, determinism, options, and bad options.
 #include <gtest/gtest.h>
 
-#include "prefopt/data/keyphrases.h"
+#include <prefopt/data/keyphrases.h>
 #include "support/expect_error.h"
 
 namespace prefopt::data {

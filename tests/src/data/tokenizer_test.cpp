@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include "prefopt/data/tokenizer.h"
+#include <prefopt/data/tokenizer.h>
 #include "support/expect_error.h"
 
 namespace prefopt::data {

@@ -7,8 +7,8 @@
 #include <torch/autograd.h>
 #include <torch/types.h>
 
-#include "prefopt/losses/degree.h"
-#include "prefopt/losses/pairwise.h"
+#include <prefopt/losses/degree.h>
+#include <prefopt/losses/pairwise.h>
 #include "support/expect_error.h"
 #include "support/gradcheck.h"
 

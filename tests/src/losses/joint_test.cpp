@@ -7,9 +7,9 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
-#include "prefopt/losses/joint.h"
-#include "prefopt/losses/pairwise.h"
-#include "prefopt/scoring_joint.h"
+#include <prefopt/losses/joint.h>
+#include <prefopt/losses/pairwise.h>
+#include <prefopt/scoring_joint.h>
 #include "support/expect_error.h"
 #include "support/gradcheck.h"
 #include "support/lists.h"

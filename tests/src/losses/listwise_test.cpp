@@ -11,8 +11,8 @@
 #include <torch/autograd.h>
 #include <torch/types.h>
 
-#include "prefopt/losses/listwise.h"
-#include "prefopt/losses/pairwise.h"
+#include <prefopt/losses/listwise.h>
+#include <prefopt/losses/pairwise.h>
 #include "support/expect_error.h"
 #include "support/gradcheck.h"
 #include "support/lists.h"

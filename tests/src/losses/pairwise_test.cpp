@@ -10,7 +10,7 @@
 #include <torch/autograd.h>
 #include <torch/types.h>
 
-#include "prefopt/losses/pairwise.h"
+#include <prefopt/losses/pairwise.h>
 #include "support/eigen_bridge.h"
 #include "support/expect_error.h"
 #include "support/gradcheck.h"

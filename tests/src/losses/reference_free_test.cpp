@@ -9,7 +9,7 @@
 #include <torch/autograd.h>
 #include <torch/types.h>
 
-#include "prefopt/losses/reference_free.h"
+#include <prefopt/losses/reference_free.h>
 #include "support/eigen_bridge.h"
 #include "support/expect_error.h"
 #include "support/gradcheck.h"

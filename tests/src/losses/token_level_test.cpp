@@ -9,9 +9,9 @@
 #include <torch/autograd.h>
 #include <torch/types.h>
 
-#include "prefopt/losses/pairwise.h"
-#include "prefopt/losses/token_level.h"
-#include "prefopt/scoring.h"
+#include <prefopt/losses/pairwise.h>
+#include <prefopt/losses/token_level.h>
+#include <prefopt/scoring.h>
 #include "support/eigen_bridge.h"
 #include "support/expect_error.h"
 #include "support/gradcheck.h"

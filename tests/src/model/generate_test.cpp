@@ -9,8 +9,8 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
-#include "prefopt/model/generate.h"
-#include "prefopt/model/llama.h"
+#include <prefopt/model/generate.h>
+#include <prefopt/model/llama.h>
 #include "support/expect_error.h"
 
 namespace prefopt {

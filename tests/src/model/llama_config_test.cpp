@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "prefopt/model/llama_config.h"
+#include <prefopt/model/llama_config.h>
 #include "support/expect_error.h"
 
 namespace prefopt {

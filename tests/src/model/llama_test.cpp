@@ -12,8 +12,8 @@
 #include <torch/autograd.h>
 #include <torch/types.h>
 
-#include "prefopt/model/llama.h"
-#include "prefopt/model/safetensors.h"
+#include <prefopt/model/llama.h>
+#include <prefopt/model/safetensors.h>
 #include "support/expect_error.h"
 #include "support/temp_tree.h"
 

@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
-#include "prefopt/model/safetensors.h"
+#include <prefopt/model/safetensors.h>
 #include "support/expect_error.h"
 #include "support/temp_tree.h"
 
