@@ -248,6 +248,20 @@ UnpairedExample encode(const UnpairedRecord& record, const Tokenizer& tokenizer,
   return ex;
 }
 
+CompletionExample encode(const CompletionRecord& record, const Tokenizer& tokenizer, const EncodeOptions& options) {
+  check_options(options);
+  const std::string where = to_string(record.source);
+  CompletionExample ex;
+  ex.prompt = encode_prompt(record.prompt, tokenizer, options, "prompt", where);
+  ex.completion = encode_completion(record.completion, ex.prompt.size(), tokenizer, options, "completion", where);
+  return ex;
+}
+
+DataResult<CompletionExample> encode_all(const std::vector<CompletionRecord>& records, const Tokenizer& tokenizer,
+                                         const EncodeOptions& options) {
+  return encode_many<CompletionExample>(records, tokenizer, options);
+}
+
 DataResult<PairExample> encode_all(const std::vector<PairRecord>& records, const Tokenizer& tokenizer,
                                    const EncodeOptions& options) {
   return encode_many<PairExample>(records, tokenizer, options);

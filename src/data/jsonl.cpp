@@ -348,6 +348,15 @@ ListRecord parse_list(const json& j) {
   return r;
 }
 
+CompletionRecord parse_completion(const json& j) {
+  require_object(j);
+  CompletionRecord r;
+  r.prompt = read_segment(j, "prompt", Part::Prompt);
+  r.completion = read_segment(j, "completion", Part::Completion);
+  check_same_form({{&r.prompt, "prompt"}, {&r.completion, "completion"}});
+  return r;
+}
+
 UnpairedRecord parse_unpaired(const json& j) {
   require_object(j);
   UnpairedRecord r;
@@ -478,6 +487,14 @@ ReadStats read_lists(const std::string& path, const std::function<void(ListRecor
 DataResult<UnpairedRecord> read_unpaired(const std::string& path, const ReadOptions& options) {
   return collect<UnpairedRecord>(path, parse_unpaired, options);
 }
+DataResult<CompletionRecord> read_completions(const std::string& path, const ReadOptions& options) {
+  return collect<CompletionRecord>(path, parse_completion, options);
+}
+ReadStats read_completions(const std::string& path, const std::function<void(CompletionRecord&&)>& sink,
+                           const ReadOptions& options) {
+  return read_jsonl<CompletionRecord>(path, parse_completion, sink, options);
+}
+
 ReadStats read_unpaired(const std::string& path, const std::function<void(UnpairedRecord&&)>& sink,
                         const ReadOptions& options) {
   return read_jsonl<UnpairedRecord>(path, parse_unpaired, sink, options);

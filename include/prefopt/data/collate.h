@@ -74,6 +74,10 @@ struct ListExample {
   std::vector<double> labels;
   ListLabelKind label_kind = ListLabelKind::Scores;
 };
+/// A supervised-fine-tuning example as token ids, truncated; both non-empty.
+struct CompletionExample {
+  std::vector<int64_t> prompt, completion;
+};
 /// A KTO example as token ids, truncated.
 struct UnpairedExample {
   std::vector<int64_t> prompt, completion;
@@ -98,6 +102,7 @@ PairExample encode(const PairRecord& record, const Tokenizer& tokenizer, const E
 JointPairExample encode(const JointPairRecord& record, const Tokenizer& tokenizer, const EncodeOptions& options = {});
 ListExample encode(const ListRecord& record, const Tokenizer& tokenizer, const EncodeOptions& options = {});
 UnpairedExample encode(const UnpairedRecord& record, const Tokenizer& tokenizer, const EncodeOptions& options = {});
+CompletionExample encode(const CompletionRecord& record, const Tokenizer& tokenizer, const EncodeOptions& options = {});
 
 /// encode over many records, in order. With options.on_error(kSkip) the records that fail are left out and
 /// counted. An empty `records`, or one whose every record was skipped, is an error.
@@ -114,6 +119,8 @@ DataResult<JointPairExample> encode_all(const std::vector<JointPairRecord>& reco
                                         const EncodeOptions& options = {});
 DataResult<ListExample> encode_all(const std::vector<ListRecord>& records, const Tokenizer& tokenizer,
                                    const EncodeOptions& options = {});
+DataResult<CompletionExample> encode_all(const std::vector<CompletionRecord>& records, const Tokenizer& tokenizer,
+                                         const EncodeOptions& options = {});
 DataResult<UnpairedExample> encode_all(const std::vector<UnpairedRecord>& records, const Tokenizer& tokenizer,
                                        const EncodeOptions& options = {});
 

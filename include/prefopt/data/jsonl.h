@@ -1,8 +1,8 @@
-// JSONL readers for preference data: TRL's pairwise, ranked-list, DOVE joint-pair and KTO unpaired formats, in
-// plain text, conversational or pre-tokenized form. Files are read one line at a time and each line is parsed
-// and validated into a record; a malformed line raises an error naming the file, the 1-based line and the field
-// (or, when asked, is skipped and counted). Never tokenizes, never holds more than one line's JSON, and never
-// changes the bytes of a string (UTF-8 is kept as is).
+// JSONL readers for preference and SFT data: TRL's pairwise, ranked-list, DOVE joint-pair, KTO unpaired and
+// prompt-completion formats, in plain text, conversational or pre-tokenized form. Files are read one line at a
+// time and each line is parsed and validated into a record; a malformed line raises an error naming the file, the
+// 1-based line and the field (or, when asked, is skipped and counted). Never tokenizes, never holds more than one
+// line's JSON, and never changes the bytes of a string (UTF-8 is kept as is).
 #pragma once
 
 #include <cstdint>
@@ -112,5 +112,17 @@ ReadStats read_lists(const std::string& path, const std::function<void(ListRecor
 DataResult<UnpairedRecord> read_unpaired(const std::string& path, const ReadOptions& options = {});
 ReadStats read_unpaired(const std::string& path, const std::function<void(UnpairedRecord&&)>& sink,
                         const ReadOptions& options = {});
+
+/// Supervised fine-tuning's prompt-completion examples:
+///     {"prompt": "...", "completion": "..."}
+/// in the text, conversational or pre-tokenized ("prompt_ids", "completion_ids") forms of the other readers.
+///
+/// Example:
+/// ```
+/// auto examples = prefopt::data::read_completions("sft.jsonl").items;
+/// ```
+DataResult<CompletionRecord> read_completions(const std::string& path, const ReadOptions& options = {});
+ReadStats read_completions(const std::string& path, const std::function<void(CompletionRecord&&)>& sink,
+                           const ReadOptions& options = {});
 
 }  // namespace prefopt::data

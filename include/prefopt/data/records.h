@@ -109,6 +109,13 @@ struct ListRecord {
   Source source;
 };
 
+/// A supervised-fine-tuning record: {"prompt", "completion"} (TRL's prompt-completion format).
+struct CompletionRecord {
+  Segment prompt;
+  Segment completion;
+  Source source;
+};
+
 /// KTO's unpaired record: {"prompt", "completion", "label"}, label true for a desirable completion.
 struct UnpairedRecord {
   Segment prompt;

@@ -27,10 +27,8 @@ std::string to_string(DataFormat format);
 /// "pairwise", "ranked", "unpaired", "completions", "joint"; any other name is an error listing these.
 DataFormat data_format_from_string(std::string_view name);
 
-/// A (prompt, completion) pair of token ids for supervised fine-tuning; both non-empty.
-struct CompletionExample {
-  std::vector<int64_t> prompt, completion;
-};
+/// A (prompt, completion) pair of token ids for supervised fine-tuning; both non-empty (the data layer's).
+using CompletionExample = data::CompletionExample;
 
 /// Encoded examples of one format. Only the vector that `format` names is used; the others stay empty.
 /// An example's index in that vector is its identity (the key of precomputed reference log-probs and of the

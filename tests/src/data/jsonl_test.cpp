@@ -191,6 +191,27 @@ TEST(ReadUnpaired, LabelsAndForms) {
   EXPECT_EQ(result.items[1].completion.ids, (std::vector<int64_t>{7, 8}));
 }
 
+TEST(ReadCompletions, FormsAndErrorsNameTheLine) {
+  TempDir dir;
+  const auto path = dir.write("sft.jsonl", R"({"prompt": "p", "completion": "c"})"
+                                           "\n"
+                                           R"({"prompt": [{"role": "user", "content": "hi"}], )"
+                                           R"("completion": [{"role": "assistant", "content": "yo"}]})"
+                                           "\n"
+                                           R"({"prompt_ids": [1], "completion_ids": [2, 3]})"
+                                           "\n");
+  const auto result = read_completions(path);
+  ASSERT_EQ(result.items.size(), 3u);
+  EXPECT_EQ(result.items[0].completion.text, "c");
+  EXPECT_EQ(result.items[1].prompt.messages.at(0).content, "hi");
+  EXPECT_EQ(result.items[2].completion.ids, (std::vector<int64_t>{2, 3}));
+  const auto bad = dir.write("bad.jsonl", R"({"prompt": "p", "completion": "c"})"
+                                          "\n"
+                                          R"({"prompt": "p"})"
+                                          "\n");
+  expect_error([&] { read_completions(bad); }, "bad.jsonl:2: field \"completion\": missing");
+}
+
 TEST(ReadPairs, StreamingSinkSeesEveryRecordInOrder) {
   TempDir dir;
   std::string text;
