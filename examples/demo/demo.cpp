@@ -6,9 +6,6 @@
 #include "demo/demo.h"
 #include "demo/plot_png.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -27,6 +24,7 @@
 #include <prefopt/data/tokenizer.h>
 #include <prefopt/model/generate.h>
 #include <prefopt/model/llama.h>
+#include <prefopt/train/checkpoint.h>
 #include <prefopt/train/trainer.h>
 
 #include "demo/reverse_task.h"
@@ -143,21 +141,7 @@ DemoOptions parse(int argc, char** argv) {
   return o;
 }
 
-void make_directories(const std::string& path) {
-  // POSIX mkdir, one component at a time (std::filesystem is avoided: see DESIGN.md).
-  for (size_t pos = 1; pos <= path.size(); ++pos) {
-    if (pos != path.size() && path[pos] != '/') continue;
-    const std::string part = path.substr(0, pos);
-    if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) {
-      throw std::runtime_error("cannot create directory " + part + ": " + std::strerror(errno));
-    }
-  }
-}
-
-bool file_exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
-}
+bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -309,7 +293,7 @@ int run(const DemoOptions& o) {
   at::set_num_threads(o.threads > 0 ? o.threads : 1);
 
   if (!o.write_data.empty()) {
-    make_directories(o.write_data);
+    prefopt::train::make_directories(o.write_data);
     demo::write_task_data(demo::generate_task_data(), o.write_data);
     std::printf("wrote %s/sft.jsonl and %s/heldout.jsonl (seed %llu)\n", o.write_data.c_str(), o.write_data.c_str(),
                 static_cast<unsigned long long>(demo::kDataSeed));
@@ -350,7 +334,7 @@ int run(const DemoOptions& o) {
               static_cast<unsigned long long>(o.seed), o.quick ? "; --quick: a smoke run, too short to learn" : "");
   std::fflush(stdout);
 
-  make_directories(o.output_dir);
+  prefopt::train::make_directories(o.output_dir);
   const std::string metrics_path = o.output_dir + "/metrics.jsonl";
   std::ofstream metrics(metrics_path, std::ios::trunc);
   if (!metrics) throw std::runtime_error("cannot write " + metrics_path);
