@@ -13,7 +13,7 @@
 #include "../common/files.h"
 #include <prefopt/model/safetensors.h>
 
-namespace prefopt::detail {
+namespace prefopt::model::io {
 namespace {
 
 
@@ -146,4 +146,4 @@ void save_checkpoint_folder(const std::vector<std::pair<std::string, torch::Tens
   write_text_atomically(files::join(directory, "config.json"), config.to_json_string());
 }
 
-}  // namespace prefopt::detail
+}  // namespace prefopt::model::io

@@ -13,7 +13,7 @@
 
 #include <prefopt/model/llama_config.h>
 
-namespace prefopt::detail {
+namespace prefopt::model::io {
 
 /// Copies the tensors of the checkpoint folder into `module`'s parameters, matched by name. Every parameter must be
 /// there with its shape and a floating dtype; a checkpoint tensor that is no parameter is an error unless it is a
@@ -30,4 +30,4 @@ void save_checkpoint_folder(const std::vector<std::pair<std::string, torch::Tens
 /// "[2, 3]".
 std::string shape_string(torch::IntArrayRef shape);
 
-}  // namespace prefopt::detail
+}  // namespace prefopt::model::io

@@ -14,7 +14,7 @@
 #include <ATen/core/grad_mode.h>
 #include <c10/util/Exception.h>
 
-namespace prefopt {
+namespace prefopt::model {
 namespace {
 
 std::string shape_of(const torch::Tensor& t) {
@@ -171,4 +171,4 @@ GenerateOutput generate(LlamaForCausalLMImpl& model, const std::vector<std::vect
   return generate(model, ids.to(device), mask.to(device), options);
 }
 
-}  // namespace prefopt
+}  // namespace prefopt::model

@@ -20,7 +20,7 @@
 #include "../common/files.h"
 #include "checkpoint_io.h"
 
-namespace prefopt {
+namespace prefopt::model {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;  // Python's math.pi
@@ -53,7 +53,7 @@ torch::Tensor rotary_inv_freq(const LlamaConfig& config) {
   return inv_freq.contiguous();
 }
 
-using detail::shape_string;
+using io::shape_string;
 
 }  // namespace
 
@@ -278,7 +278,7 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, cons
 
 void load_llama_weights(LlamaForCausalLMImpl& model, const std::string& directory) {
   const bool tied = model.config().tie_word_embeddings();
-  detail::load_checkpoint_parameters(model, directory, model.config().architecture_name(), [tied](const std::string& name) {
+  io::load_checkpoint_parameters(model, directory, model.config().architecture_name(), [tied](const std::string& name) {
     return tied && name == "lm_head.weight";  // transformers ties it to the embedding
   });
 }
@@ -298,7 +298,7 @@ LlamaForCausalLM load_llama(const std::string& directory, const LlamaLoadOptions
 void save_llama(const LlamaForCausalLMImpl& model, const std::string& directory) {
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& item : model.named_parameters(/*recurse=*/true)) tensors.emplace_back(item.key(), item.value());
-  detail::save_checkpoint_folder(tensors, model.config(), directory);
+  io::save_checkpoint_folder(tensors, model.config(), directory);
 }
 
-}  // namespace prefopt
+}  // namespace prefopt::model

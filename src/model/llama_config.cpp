@@ -10,7 +10,7 @@
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 
-namespace prefopt {
+namespace prefopt::model {
 namespace {
 
 using json = nlohmann::json;
@@ -365,4 +365,4 @@ std::string LlamaConfig::to_json_string() const {
   return j.dump(2) + "\n";
 }
 
-}  // namespace prefopt
+}  // namespace prefopt::model

@@ -19,7 +19,7 @@
 #error "prefopt's safetensors reader assumes a little-endian host (the format stores little-endian data)"
 #endif
 
-namespace prefopt::safetensors {
+namespace prefopt::model::safetensors {
 namespace {
 
 using json = nlohmann::json;
@@ -336,4 +336,4 @@ void save_file(const std::string& path, const std::vector<std::pair<std::string,
   }
 }
 
-}  // namespace prefopt::safetensors
+}  // namespace prefopt::model::safetensors

@@ -10,12 +10,12 @@
 #include "../common/files.h"
 #include "checkpoint_io.h"
 
-namespace prefopt {
+namespace prefopt::model {
 
 torch::Tensor last_token_positions(const torch::Tensor& input_ids, std::optional<int64_t> pad_token_id) {
   TORCH_CHECK(input_ids.defined() && input_ids.dim() == 2 && input_ids.size(1) >= 1,
               "input_ids must have shape [B, T] with T >= 1, got ",
-              input_ids.defined() ? detail::shape_string(input_ids.sizes()) : std::string("an undefined tensor"));
+              input_ids.defined() ? io::shape_string(input_ids.sizes()) : std::string("an undefined tensor"));
   const int64_t t = input_ids.size(1);
   if (!pad_token_id) return torch::full({input_ids.size(0)}, t - 1, input_ids.options().dtype(torch::kLong));
   // The rightmost non-pad position: argmax of position * (token != pad), 0 for a row of pads only.
@@ -51,14 +51,14 @@ void save_llama_sequence_classifier(const LlamaModelImpl& decoder, const torch::
                                     const LlamaConfig& config, const std::string& directory) {
   TORCH_CHECK(score_weight.defined() && score_weight.dim() == 2 && score_weight.size(1) == config.hidden_size(),
               "score_weight must have shape [num_labels, hidden_size = ", config.hidden_size(), "], got ",
-              score_weight.defined() ? detail::shape_string(score_weight.sizes()) : std::string("undefined"));
+              score_weight.defined() ? io::shape_string(score_weight.sizes()) : std::string("undefined"));
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& item : decoder.named_parameters(/*recurse=*/true)) tensors.emplace_back("model." + item.key(), item.value());
   tensors.emplace_back("score.weight", score_weight.to(tensors.empty() ? score_weight.scalar_type()
                                                                         : tensors.front().second.scalar_type()));
   LlamaConfig out = config;
   out.num_labels(score_weight.size(0));
-  detail::save_checkpoint_folder(tensors, out, directory);
+  io::save_checkpoint_folder(tensors, out, directory);
 }
 
 void save_llama_sequence_classifier(const LlamaForSequenceClassificationImpl& model, const std::string& directory) {
@@ -74,9 +74,9 @@ LlamaForSequenceClassification load_llama_sequence_classifier(const std::string&
               ", not a *ForSequenceClassification model (load it with load_llama)");
   LlamaForSequenceClassification model(config);
   model->to(options.device(), options.dtype());
-  detail::load_checkpoint_parameters(*model, directory, config.architecture_name(),
+  io::load_checkpoint_parameters(*model, directory, config.architecture_name(),
                                      [](const std::string&) { return false; });
   return model;
 }
 
-}  // namespace prefopt
+}  // namespace prefopt::model

@@ -15,7 +15,7 @@
 
 #include <prefopt/model/llama.h>
 
-namespace prefopt {
+namespace prefopt::model {
 
 /// Options of generate.
 struct GenerateOptions {
@@ -85,4 +85,4 @@ GenerateOutput generate(LlamaForCausalLMImpl& model, const torch::Tensor& input_
 GenerateOutput generate(LlamaForCausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
                         const GenerateOptions& options = {});
 
-}  // namespace prefopt
+}  // namespace prefopt::model

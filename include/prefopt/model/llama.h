@@ -19,7 +19,7 @@
 
 #include <prefopt/model/llama_config.h>
 
-namespace prefopt {
+namespace prefopt::model {
 
 /// Root-mean-square layer norm: weight * x / sqrt(mean(x^2) + eps), the statistics taken in float32 and the
 /// result cast back to x's dtype before the weight multiplies it (as Hugging Face's LlamaRMSNorm).
@@ -196,4 +196,4 @@ void load_llama_weights(LlamaForCausalLMImpl& model, const std::string& director
 /// ```
 void save_llama(const LlamaForCausalLMImpl& model, const std::string& directory);
 
-}  // namespace prefopt
+}  // namespace prefopt::model

@@ -9,7 +9,7 @@
 
 #include <torch/arg.h>
 
-namespace prefopt {
+namespace prefopt::model {
 
 /// The Hugging Face architectures LlamaConfig describes. They differ only in the attention projections:
 /// Qwen2 has biases on q_proj, k_proj and v_proj (not o_proj); Llama has none.
@@ -131,4 +131,10 @@ struct LlamaConfig {
   std::string to_json_string() const;
 };
 
+}  // namespace prefopt::model
+
+namespace prefopt {
+/// The model layer lives in prefopt::model; its names are also reachable as prefopt::X (LlamaForCausalLM,
+/// load_llama, ...), the spelling code written before the layer had its namespace uses.
+using namespace model;
 }  // namespace prefopt

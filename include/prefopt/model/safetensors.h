@@ -11,7 +11,7 @@
 
 #include <torch/types.h>
 
-namespace prefopt::safetensors {
+namespace prefopt::model::safetensors {
 
 /// One tensor of a safetensors header, as validated by File.
 struct TensorEntry {
@@ -112,4 +112,8 @@ std::map<std::string, torch::Tensor> load_file(const std::string& path);
 void save_file(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                const std::map<std::string, std::string>& metadata = {});
 
-}  // namespace prefopt::safetensors
+}  // namespace prefopt::model::safetensors
+
+namespace prefopt {
+using namespace model;  // prefopt::safetensors as before (see llama_config.h)
+}  // namespace prefopt

@@ -14,7 +14,7 @@
 
 #include <prefopt/model/llama.h>
 
-namespace prefopt {
+namespace prefopt::model {
 
 /// The position each row's score is read at, as transformers chooses it: the rightmost token that is not
 /// pad_token_id (position 0 for a row of pads only); without a pad token, the last position. input_ids [B, T]
@@ -65,4 +65,4 @@ void save_llama_sequence_classifier(const LlamaForSequenceClassificationImpl& mo
 LlamaForSequenceClassification load_llama_sequence_classifier(const std::string& directory,
                                                               const LlamaLoadOptions& options = {});
 
-}  // namespace prefopt
+}  // namespace prefopt::model
