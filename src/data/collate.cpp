@@ -25,37 +25,80 @@ void check_options(const EncodeOptions& o) {
               o.max_completion_length());
   TORCH_CHECK(o.max_length() >= 0, "EncodeOptions.max_length must be >= 0 (0 = no limit), got ", o.max_length());
   TORCH_CHECK(o.max_skip_messages() >= 0, "EncodeOptions.max_skip_messages must be >= 0, got ", o.max_skip_messages());
+  TORCH_CHECK(o.vocab_size() >= 0, "EncodeOptions.vocab_size must be >= 0 (0 = the tokenizer's), got ", o.vocab_size());
 }
 
-// The ids of one segment, before truncation. `field` is the record's field ("chosen"), `where` its source.
+// The texts of a record's conversations, rendered as TRL's maybe_apply_chat_template renders them: the prompt
+// with the generation prompt (or, when its last message is the assistant's, continuing that message), and each
+// completion as the rendering of prompt + completion minus the prompt's text. The prompt text is narrowed to its
+// common prefix with each full rendering in turn, as TRL does for templates whose generation prompt is not what
+// the conversation continues with. texts[0] is the prompt's, texts[1 + k] completion k's; a segment that is not a
+// conversation gets an empty text (unused).
+std::vector<std::string> render_conversations(const Segment& prompt, const std::vector<const Segment*>& completions,
+                                              const std::vector<std::string>& fields, const Tokenizer& tokenizer,
+                                              const std::string& where) {
+  std::vector<std::string> texts(1 + completions.size());
+  bool any = prompt.kind == Segment::Kind::Messages;
+  for (const Segment* c : completions) any = any || c->kind == Segment::Kind::Messages;
+  if (!any) return texts;
+  const std::vector<Message> no_messages;
+  const std::vector<Message>& prompt_messages = prompt.kind == Segment::Kind::Messages ? prompt.messages : no_messages;
+  const auto render = [&](const std::vector<Message>& messages, bool generation, bool cont, const std::string& field) {
+    try {
+      return tokenizer.apply_chat_template(messages, generation, cont);
+    } catch (const c10::Error& e) {
+      TORCH_CHECK(false, where, ": field \"", field, "\": chat template: ", e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, where, ": field \"", field, "\": chat template: ", e.what());
+    }
+  };
+  const bool continues = !prompt_messages.empty() && prompt_messages.back().role == "assistant";
+  std::string prompt_text = render(prompt_messages, !continues, continues, fields[0]);
+  for (std::size_t k = 0; k < completions.size(); ++k) {
+    if (completions[k]->kind != Segment::Kind::Messages) continue;
+    const std::vector<Message>& messages = completions[k]->messages;
+    TORCH_CHECK(!messages.empty() && messages[0].role == "assistant", where, ": field \"", fields[1 + k],
+                "\": a completion must start with an \"assistant\" message, got ",
+                messages.empty() ? std::string("none") : "\"" + messages[0].role + "\"");
+    std::vector<Message> all = prompt_messages;
+    all.insert(all.end(), completions[k]->messages.begin(), completions[k]->messages.end());
+    const std::string full = render(all, false, false, fields[1 + k]);
+    std::size_t common = 0;
+    while (common < prompt_text.size() && common < full.size() && prompt_text[common] == full[common]) ++common;
+    prompt_text.resize(common);
+    texts[1 + k] = full.substr(common);
+  }
+  texts[0] = prompt_text;
+  return texts;
+}
+
+// The ids of one segment, before truncation. `field` is the record's field ("chosen"), `where` its source;
+// `rendered` is the segment's text when it is a conversation (render_conversations).
 std::vector<int64_t> segment_ids(const Segment& segment, Part part, const Tokenizer& tokenizer, const EncodeOptions& o,
-                                 const std::string& field, const std::string& where) {
+                                 const std::string& field, const std::string& where, const std::string& rendered) {
   const std::string name = segment.kind == Segment::Kind::Ids ? field + "_ids" : field;
   std::vector<int64_t> ids;
   if (segment.kind == Segment::Kind::Ids) {
     ids = segment.ids;
   } else {
+    const bool chat = segment.kind == Segment::Kind::Messages;
     const std::optional<int64_t> special = part == Part::Prompt ? tokenizer.bos_id() : tokenizer.eos_id();
-    const bool add = part == Part::Prompt ? o.add_bos() : o.add_eos();
+    // A model's own chat template ends an assistant turn itself (TRL appends no EOS to conversations).
+    const bool add = part == Part::Prompt ? o.add_bos() : o.add_eos() && !(chat && tokenizer.has_chat_template());
     if (part == Part::Prompt && add && special) ids.push_back(*special);
-    std::string text;
-    if (segment.kind == Segment::Kind::Text) {
-      text = segment.text;
-    } else {
-      try {
-        text = part == Part::Prompt ? render_prompt(segment.messages) : render_completion(segment.messages);
-      } catch (const c10::Error& e) {
-        TORCH_CHECK(false, where, ": field \"", name, "\": ", e.what_without_backtrace());
-      }
+    std::vector<int64_t> encoded;
+    try {
+      encoded = tokenizer.encode(chat ? rendered : segment.text);
+    } catch (const c10::Error& e) {
+      TORCH_CHECK(false, where, ": field \"", name, "\": ", e.what_without_backtrace());
     }
-    const std::vector<int64_t> encoded = tokenizer.encode(text);
     ids.insert(ids.end(), encoded.begin(), encoded.end());
     if (part == Part::Completion && add && special) ids.push_back(*special);
   }
-  const int64_t vocab = tokenizer.vocab_size();
+  const int64_t vocab = o.vocab_size() > 0 ? o.vocab_size() : tokenizer.vocab_size();
   for (size_t i = 0; i < ids.size(); ++i) {
     TORCH_CHECK(ids[i] >= 0 && ids[i] < vocab, where, ": field \"", name, "\": token id ", ids[i], " at index ", i,
-                " is outside the tokenizer's vocabulary [0, ", vocab, ")");
+                " is outside the ", o.vocab_size() > 0 ? "model's" : "tokenizer's", " vocabulary [0, ", vocab, ")");
   }
   if (part == Part::Prompt) {
     TORCH_CHECK(!ids.empty(), where, ": field \"", name,
@@ -69,8 +112,8 @@ std::vector<int64_t> segment_ids(const Segment& segment, Part part, const Tokeni
 
 // Rule 1, then the over-long check of rule 3.
 std::vector<int64_t> encode_prompt(const Segment& segment, const Tokenizer& tokenizer, const EncodeOptions& o,
-                                   const std::string& field, const std::string& where) {
-  std::vector<int64_t> ids = segment_ids(segment, Part::Prompt, tokenizer, o, field, where);
+                                   const std::string& field, const std::string& where, const std::string& rendered) {
+  std::vector<int64_t> ids = segment_ids(segment, Part::Prompt, tokenizer, o, field, where, rendered);
   const auto limit = static_cast<size_t>(o.max_prompt_length());
   if (limit > 0 && ids.size() > limit) {
     if (o.truncation_mode() == TruncationMode::KeepEnd) {
@@ -90,8 +133,9 @@ std::vector<int64_t> encode_prompt(const Segment& segment, const Tokenizer& toke
 
 // Rules 2 and 3.
 std::vector<int64_t> encode_completion(const Segment& segment, size_t prompt_length, const Tokenizer& tokenizer,
-                                       const EncodeOptions& o, const std::string& field, const std::string& where) {
-  std::vector<int64_t> ids = segment_ids(segment, Part::Completion, tokenizer, o, field, where);
+                                       const EncodeOptions& o, const std::string& field, const std::string& where,
+                                       const std::string& rendered) {
+  std::vector<int64_t> ids = segment_ids(segment, Part::Completion, tokenizer, o, field, where, rendered);
   if (o.max_completion_length() > 0 && ids.size() > static_cast<size_t>(o.max_completion_length())) {
     ids.resize(static_cast<size_t>(o.max_completion_length()));
   }
@@ -198,10 +242,12 @@ SequenceBatch collate_rows(const std::vector<Row>& rows, const CollateOptions& o
 PairExample encode(const PairRecord& record, const Tokenizer& tokenizer, const EncodeOptions& options) {
   check_options(options);
   const std::string where = to_string(record.source);
+  const auto texts = render_conversations(record.prompt, {&record.chosen, &record.rejected},
+                                          {"prompt", "chosen", "rejected"}, tokenizer, where);
   PairExample ex;
-  ex.prompt = encode_prompt(record.prompt, tokenizer, options, "prompt", where);
-  ex.chosen = encode_completion(record.chosen, ex.prompt.size(), tokenizer, options, "chosen", where);
-  ex.rejected = encode_completion(record.rejected, ex.prompt.size(), tokenizer, options, "rejected", where);
+  ex.prompt = encode_prompt(record.prompt, tokenizer, options, "prompt", where, texts[0]);
+  ex.chosen = encode_completion(record.chosen, ex.prompt.size(), tokenizer, options, "chosen", where, texts[1]);
+  ex.rejected = encode_completion(record.rejected, ex.prompt.size(), tokenizer, options, "rejected", where, texts[2]);
   ex.margin = record.margin;
   ex.magnitude = record.magnitude;
   return ex;
@@ -210,11 +256,18 @@ PairExample encode(const PairRecord& record, const Tokenizer& tokenizer, const E
 JointPairExample encode(const JointPairRecord& record, const Tokenizer& tokenizer, const EncodeOptions& options) {
   check_options(options);
   const std::string where = to_string(record.source);
+  const auto chosen_texts =
+      render_conversations(record.chosen_prompt, {&record.chosen}, {"chosen_prompt", "chosen"}, tokenizer, where);
+  const auto rejected_texts = render_conversations(record.rejected_prompt, {&record.rejected},
+                                                   {"rejected_prompt", "rejected"}, tokenizer, where);
   JointPairExample ex;
-  ex.chosen_prompt = encode_prompt(record.chosen_prompt, tokenizer, options, "chosen_prompt", where);
-  ex.chosen = encode_completion(record.chosen, ex.chosen_prompt.size(), tokenizer, options, "chosen", where);
-  ex.rejected_prompt = encode_prompt(record.rejected_prompt, tokenizer, options, "rejected_prompt", where);
-  ex.rejected = encode_completion(record.rejected, ex.rejected_prompt.size(), tokenizer, options, "rejected", where);
+  ex.chosen_prompt = encode_prompt(record.chosen_prompt, tokenizer, options, "chosen_prompt", where, chosen_texts[0]);
+  ex.chosen =
+      encode_completion(record.chosen, ex.chosen_prompt.size(), tokenizer, options, "chosen", where, chosen_texts[1]);
+  ex.rejected_prompt =
+      encode_prompt(record.rejected_prompt, tokenizer, options, "rejected_prompt", where, rejected_texts[0]);
+  ex.rejected = encode_completion(record.rejected, ex.rejected_prompt.size(), tokenizer, options, "rejected", where,
+                                  rejected_texts[1]);
   return ex;
 }
 
@@ -227,11 +280,18 @@ ListExample encode(const ListRecord& record, const Tokenizer& tokenizer, const E
   TORCH_CHECK(record.labels.size() == record.responses.size(), where, ": field \"",
               record.label_kind == ListLabelKind::Scores ? "scores" : "ranks", "\": has ", record.labels.size(),
               " entries but \"responses\" has ", record.responses.size());
-  ListExample ex;
-  ex.prompt = encode_prompt(record.prompt, tokenizer, options, "prompt", where);
+  std::vector<const Segment*> responses;
+  std::vector<std::string> fields{"prompt"};
   for (size_t k = 0; k < record.responses.size(); ++k) {
-    ex.responses.push_back(encode_completion(record.responses[k], ex.prompt.size(), tokenizer, options,
-                                             "responses[" + std::to_string(k) + "]", where));
+    responses.push_back(&record.responses[k]);
+    fields.push_back("responses[" + std::to_string(k) + "]");
+  }
+  const auto texts = render_conversations(record.prompt, responses, fields, tokenizer, where);
+  ListExample ex;
+  ex.prompt = encode_prompt(record.prompt, tokenizer, options, "prompt", where, texts[0]);
+  for (size_t k = 0; k < record.responses.size(); ++k) {
+    ex.responses.push_back(encode_completion(record.responses[k], ex.prompt.size(), tokenizer, options, fields[1 + k],
+                                             where, texts[1 + k]));
   }
   ex.labels = record.labels;
   ex.label_kind = record.label_kind;
@@ -241,19 +301,69 @@ ListExample encode(const ListRecord& record, const Tokenizer& tokenizer, const E
 UnpairedExample encode(const UnpairedRecord& record, const Tokenizer& tokenizer, const EncodeOptions& options) {
   check_options(options);
   const std::string where = to_string(record.source);
+  const auto texts =
+      render_conversations(record.prompt, {&record.completion}, {"prompt", "completion"}, tokenizer, where);
   UnpairedExample ex;
-  ex.prompt = encode_prompt(record.prompt, tokenizer, options, "prompt", where);
-  ex.completion = encode_completion(record.completion, ex.prompt.size(), tokenizer, options, "completion", where);
+  ex.prompt = encode_prompt(record.prompt, tokenizer, options, "prompt", where, texts[0]);
+  ex.completion =
+      encode_completion(record.completion, ex.prompt.size(), tokenizer, options, "completion", where, texts[1]);
   ex.label = record.label;
   return ex;
 }
 
+namespace {
+
+// TRL's language-modelling SFT records: the text with the tokenizer's own special tokens and an EOS (as TRL
+// tokenizes text + eos_token), or the conversation as the chat template renders it; the first token is the
+// prompt, so every later one is trained on, and the truncation rule keeps the start.
+CompletionExample encode_language_modeling(const CompletionRecord& record, const Tokenizer& tokenizer,
+                                           const EncodeOptions& o, const std::string& where) {
+  const bool chat = record.completion.kind == Segment::Kind::Messages;
+  const std::string field = chat ? "messages" : "text";
+  std::vector<int64_t> ids;
+  try {
+    if (chat) {
+      ids = tokenizer.encode(tokenizer.apply_chat_template(record.completion.messages, false, false));
+    } else {
+      if (o.add_bos() && tokenizer.bos_id()) ids.push_back(*tokenizer.bos_id());
+      const std::vector<int64_t> text = tokenizer.encode_with_special_tokens(record.completion.text);
+      ids.insert(ids.end(), text.begin(), text.end());
+    }
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, where, ": field \"", field, "\": ", e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, where, ": field \"", field, "\": ", e.what());
+  }
+  const bool eos = o.add_eos() && tokenizer.eos_id() && !(chat && tokenizer.has_chat_template());
+  if (eos && (ids.empty() || ids.back() != *tokenizer.eos_id())) ids.push_back(*tokenizer.eos_id());
+  const int64_t vocab = o.vocab_size() > 0 ? o.vocab_size() : tokenizer.vocab_size();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    TORCH_CHECK(ids[i] >= 0 && ids[i] < vocab, where, ": field \"", field, "\": token id ", ids[i], " at index ", i,
+                " is outside the vocabulary [0, ", vocab, ")");
+  }
+  TORCH_CHECK(ids.size() >= 2, where, ": field \"", field, "\": encodes to ", ids.size(),
+              " token(s); language modelling needs at least two (one to predict from, one to predict)");
+  const size_t limit = o.max_length() > 0 ? static_cast<size_t>(o.max_length()) : ids.size();
+  TORCH_CHECK(limit >= 2, where, ": field \"", field, "\": max_length ", o.max_length(), " leaves no token to train on");
+  if (ids.size() > limit) ids.resize(limit);
+  CompletionExample ex;
+  ex.prompt.assign(ids.begin(), ids.begin() + 1);
+  ex.completion.assign(ids.begin() + 1, ids.end());
+  return ex;
+}
+
+}  // namespace
+
 CompletionExample encode(const CompletionRecord& record, const Tokenizer& tokenizer, const EncodeOptions& options) {
   check_options(options);
   const std::string where = to_string(record.source);
+  if (record.language_modeling) return encode_language_modeling(record, tokenizer, options, where);
+  const auto texts =
+      render_conversations(record.prompt, {&record.completion}, {"prompt", "completion"}, tokenizer, where);
   CompletionExample ex;
-  ex.prompt = encode_prompt(record.prompt, tokenizer, options, "prompt", where);
-  ex.completion = encode_completion(record.completion, ex.prompt.size(), tokenizer, options, "completion", where);
+  ex.prompt = encode_prompt(record.prompt, tokenizer, options, "prompt", where, texts[0]);
+  ex.completion =
+      encode_completion(record.completion, ex.prompt.size(), tokenizer, options, "completion", where, texts[1]);
   return ex;
 }
 

@@ -5,6 +5,7 @@
 // malformed value escape as anything but that message.
 #include <prefopt/data/jsonl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -160,9 +161,6 @@ std::vector<Message> parse_messages(const json& list, const std::string& field, 
       fail(field + "[0].role",
            "a completion must start with an \"assistant\" message, got \"" + messages[0].role + "\"");
     }
-    bool any_content = false;
-    for (const auto& m : messages) any_content = any_content || !m.content.empty();
-    if (!any_content) fail(field, "empty completion (every message's content is empty)");
   }
   return messages;
 }
@@ -275,9 +273,71 @@ std::optional<double> optional_number(const json& j, const std::string& field) {
   return x;
 }
 
-PairRecord parse_pair(const json& j) {
-  require_object(j);
+// Byte offsets of the code points of `s` (and s.size() last), so prompts are cut between characters.
+std::vector<size_t> char_starts(const std::string& s) {
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) starts.push_back(i);
+  }
+  starts.push_back(s.size());
+  return starts;
+}
+
+// TRL's maybe_extract_prompt for a record without "prompt": the longest common prefix of "chosen" and "rejected"
+// (characters of strings, messages of conversations) becomes the prompt, with TRL's two quirks kept so the ids
+// match: a space just before the first difference stays with the completions, and when one is a prefix of the
+// other the prompt stops one element short of the shorter.
+json extract_prompt(json& j) {
+  const json& chosen = j.at("chosen");
+  const json& rejected = j.at("rejected");
+  if (chosen.is_string() && rejected.is_string()) {
+    const std::string c = chosen.get<std::string>(), r = rejected.get<std::string>();
+    const std::vector<size_t> cs = char_starts(c), rs = char_starts(r);
+    const size_t n = std::min(cs.size(), rs.size()) - 1;  // characters in the shorter
+    size_t idx = 0;
+    for (size_t k = 0; k < n; ++k) {
+      idx = k;
+      if (c.compare(cs[k], cs[k + 1] - cs[k], r, rs[k], rs[k + 1] - rs[k]) != 0) {
+        const size_t before = k == 0 ? cs.size() - 2 : k - 1;  // Python's c[-1] when k == 0
+        if (c.compare(cs[before], cs[before + 1] - cs[before], " ") == 0) idx = k == 0 ? 0 : k - 1;
+        break;
+      }
+    }
+    // idx indexes characters of both strings up to the first difference, where their bytes agree.
+    j["chosen"] = c.substr(cs[idx]);
+    j["rejected"] = r.substr(rs[idx]);
+    return c.substr(0, cs[idx]);
+  }
+  if (chosen.is_array() && rejected.is_array()) {
+    const size_t n = std::min(chosen.size(), rejected.size());
+    size_t idx = 0;
+    for (size_t k = 0; k < n; ++k) {
+      idx = k;
+      if (chosen[k] != rejected[k]) break;
+    }
+    json prompt = json::array();
+    for (size_t k = 0; k < idx; ++k) prompt.push_back(chosen[k]);
+    j["chosen"] = json(chosen.begin() + static_cast<std::ptrdiff_t>(idx), chosen.end());
+    j["rejected"] = json(rejected.begin() + static_cast<std::ptrdiff_t>(idx), rejected.end());
+    return prompt;
+  }
+  fail("prompt",
+       "missing, and it can be extracted from \"chosen\" and \"rejected\" only when both are strings or both are "
+       "lists of messages");
+}
+
+PairRecord parse_pair(const json& line) {
+  require_object(line);
   PairRecord r;
+  json extracted;
+  const bool implicit = find(line, "prompt") == nullptr && find(line, "prompt_ids") == nullptr &&
+                        find(line, "prompt_input_ids") == nullptr && find(line, "chosen") != nullptr &&
+                        find(line, "rejected") != nullptr;
+  if (implicit) {
+    extracted = line;
+    extracted["prompt"] = extract_prompt(extracted);
+  }
+  const json& j = implicit ? extracted : line;
   r.prompt = read_segment(j, "prompt", Part::Prompt);
   r.chosen = read_segment(j, "chosen", Part::Completion);
   r.rejected = read_segment(j, "rejected", Part::Completion);
@@ -351,6 +411,29 @@ ListRecord parse_list(const json& j) {
 CompletionRecord parse_completion(const json& j) {
   require_object(j);
   CompletionRecord r;
+  const bool has_text = find(j, "text") != nullptr, has_messages = find(j, "messages") != nullptr;
+  if (has_text || has_messages) {
+    for (const char* other : {"prompt", "prompt_ids", "prompt_input_ids", "completion", "completion_ids"}) {
+      if (find(j, other) != nullptr) {
+        fail(other, std::string("a line holds \"prompt\" and \"completion\", or \"text\", or \"messages\"; got \"") +
+                        other + "\" with \"" + (has_text ? "text" : "messages") + "\"");
+      }
+    }
+    if (has_text && has_messages) fail("messages", "a line holds \"text\" or \"messages\", not both");
+    r.language_modeling = true;
+    if (has_text) {
+      const json& text = j.at("text");
+      if (!text.is_string()) fail("text", "expected a string, got " + type_name(text));
+      if (text.get<std::string>().empty()) fail("text", "empty text");
+      r.completion = Segment::from_text(text.get<std::string>());
+    } else {
+      const json& messages = j.at("messages");
+      if (!messages.is_array()) fail("messages", "expected a list of messages, got " + type_name(messages));
+      if (messages.empty()) fail("messages", "empty conversation (a list with no message)");
+      r.completion = Segment::from_messages(parse_messages(messages, "messages", Part::Prompt));
+    }
+    return r;
+  }
   r.prompt = read_segment(j, "prompt", Part::Prompt);
   r.completion = read_segment(j, "completion", Part::Completion);
   check_same_form({{&r.prompt, "prompt"}, {&r.completion, "completion"}});

@@ -29,4 +29,17 @@ std::string ByteTokenizer::decode(const std::vector<int64_t>& ids, bool skip_spe
   return text;
 }
 
+std::string Tokenizer::apply_chat_template(const std::vector<Message>& messages, bool add_generation_prompt,
+                                           bool continue_final_message) const {
+  TORCH_CHECK(!(add_generation_prompt && continue_final_message),
+              "apply_chat_template: add_generation_prompt and continue_final_message cannot both be set");
+  std::string text = render_conversation(messages);
+  if (continue_final_message) {
+    TORCH_CHECK(!messages.empty(), "apply_chat_template: continue_final_message needs a message to continue");
+    text.pop_back();  // the "\n" that closes every message
+  }
+  if (add_generation_prompt) text += "<|assistant|>\n";
+  return text;
+}
+
 }  // namespace prefopt::data

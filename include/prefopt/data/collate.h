@@ -49,8 +49,12 @@ struct EncodeOptions {
   TORCH_ARG(TruncationMode, truncation_mode) = kKeepEnd;
   /// Put the tokenizer's BOS before text prompts (ignored when it has none).
   TORCH_ARG(bool, add_bos) = true;
-  /// Put the tokenizer's EOS after text completions (ignored when it has none).
+  /// Put the tokenizer's EOS after text completions, and after conversational ones rendered by prefopt's built-in
+  /// template (ignored when it has none; a model's own chat template ends the turn itself, as in TRL).
   TORCH_ARG(bool, add_eos) = true;
+  /// Ids must be below this (the model's vocabulary size); 0: the tokenizer's vocab_size(). A model's
+  /// vocabulary is often larger than its tokenizer's (padded embeddings), and pre-tokenized data may use it.
+  TORCH_ARG(int64_t, vocab_size) = 0;
   /// encode_all only: kSkip leaves out (and counts) records that fail, kRaise raises.
   TORCH_ARG(OnError, on_error) = kRaise;
   /// encode_all with kSkip: how many messages SkipReport keeps.

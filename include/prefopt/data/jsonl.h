@@ -42,8 +42,8 @@ struct ReadStats {
 // - Pre-tokenized: instead of the text field F, "F_ids" (or TRL's "F_input_ids") holds a list of
 //   non-negative integer token ids, used as given: the encoder adds no BOS or EOS to them. Any field may be
 //   given either way, independently; giving both F and F_ids is an error.
-// - Completions must not be empty: "", [], a conversation whose messages' contents are all "", or an empty
-//   id list is an error ("empty completion"). A prompt may be empty (the encoder's BOS then precedes the
+// - Completions must not be empty: "", [] or an empty id list is an error ("empty completion"). An assistant
+//   message with empty content is a completion (the chat template still renders its turn, as in TRL). A prompt may be empty (the encoder's BOS then precedes the
 //   completion), except an empty prompt id list, which leaves the first completion token unpredicted.
 // - An empty file (no record) is an error in both modes, as is a file whose every line was skipped.
 //
@@ -115,7 +115,11 @@ ReadStats read_unpaired(const std::string& path, const std::function<void(Unpair
 
 /// Supervised fine-tuning's prompt-completion examples:
 ///     {"prompt": "...", "completion": "..."}
-/// in the text, conversational or pre-tokenized ("prompt_ids", "completion_ids") forms of the other readers.
+/// in the text, conversational or pre-tokenized ("prompt_ids", "completion_ids") forms of the other readers; and
+/// TRL's language-modelling records, trained on every token after the first (CompletionRecord::language_modeling):
+///     {"text": "..."}
+///     {"messages": [{"role": "system", ...}, {"role": "user", ...}, {"role": "assistant", ...}, ...]}
+/// A line holds one of the three forms ("prompt" with "completion", or "text", or "messages").
 ///
 /// Example:
 /// ```

@@ -109,11 +109,15 @@ struct ListRecord {
   Source source;
 };
 
-/// A supervised-fine-tuning record: {"prompt", "completion"} (TRL's prompt-completion format).
+/// A supervised-fine-tuning record: {"prompt", "completion"} (TRL's prompt-completion format), or one of TRL's
+/// language-modelling records, {"text"} or {"messages"}, whose every token after the first is trained on.
 struct CompletionRecord {
   Segment prompt;
   Segment completion;
   Source source;
+  /// A language-modelling record: `completion` holds the whole text or conversation and `prompt` is unused;
+  /// the encoder makes the first token the prompt.
+  bool language_modeling = false;
 };
 
 /// KTO's unpaired record: {"prompt", "completion", "label"}, label true for a desirable completion.

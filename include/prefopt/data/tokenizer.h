@@ -1,6 +1,7 @@
-// Tokenizers: the interface the data layer encodes text through, and its dependency-free default, a
-// byte-level tokenizer (one id per UTF-8 byte plus three special tokens). Never normalises, lower-cases or
-// re-encodes text: the bytes given are the bytes encoded, and decode gives them back.
+// Tokenizers: the interface the data layer encodes text and renders conversations through, and its
+// dependency-free default, a byte-level tokenizer (one id per UTF-8 byte plus three special tokens) with
+// prefopt's built-in chat template. Never normalises, lower-cases or re-encodes text: the bytes given are the
+// bytes encoded, and decode gives them back. Hugging Face tokenizers are in hf_tokenizer.h.
 #pragma once
 
 #include <cstdint>
@@ -9,10 +10,12 @@
 #include <string_view>
 #include <vector>
 
+#include "records.h"
+
 namespace prefopt::data {
 
-/// The interface every tokenizer implements, so that other tokenizers (BPE, SentencePiece, ...) can be added
-/// without touching the readers or the collators. Implementations must be usable from several threads at once
+/// The interface every tokenizer implements (ByteTokenizer, HFTokenizer), so that the readers and the collators
+/// never depend on one. Implementations must be usable from several threads at once
 /// through const methods.
 class Tokenizer {
  public:
@@ -20,6 +23,9 @@ class Tokenizer {
 
   /// The ids of `text`, without any special token (the encoder adds BOS and EOS itself).
   virtual std::vector<int64_t> encode(std::string_view text) const = 0;
+  /// The ids of `text` with the special tokens the tokenizer itself puts around a text (a Hugging Face
+  /// post-processor's BOS, as transformers' tokenizer(text) gives them). Default: encode(text).
+  virtual std::vector<int64_t> encode_with_special_tokens(std::string_view text) const { return encode(text); }
   /// The text of `ids`; special tokens are dropped when skip_special_tokens, else rendered by the tokenizer
   /// (ByteTokenizer: "<pad>", "<bos>", "<eos>"). An id outside [0, vocab_size()) raises an error.
   virtual std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const = 0;
@@ -31,6 +37,17 @@ class Tokenizer {
   virtual std::optional<int64_t> eos_id() const = 0;
   /// The id the collators pad with by default (padding is always masked out, so any valid id works).
   virtual int64_t pad_id() const = 0;
+
+  /// Whether the tokenizer carries its model's own chat template. The encoder renders conversations with
+  /// apply_chat_template either way; with the model's template it appends no EOS to a conversational completion
+  /// (the template ends the turn itself), as TRL does.
+  virtual bool has_chat_template() const { return false; }
+  /// `messages` as text, as transformers' apply_chat_template(messages, tokenize=False, add_generation_prompt,
+  /// continue_final_message) renders them. This default renders prefopt's built-in template (records.h:
+  /// render_conversation), the generation prompt being "<|assistant|>\n" and continue_final_message leaving the
+  /// last message's content open (no "\n" after it).
+  virtual std::string apply_chat_template(const std::vector<Message>& messages, bool add_generation_prompt,
+                                          bool continue_final_message) const;
 };
 
 /// Byte-level tokenizer: the id of each byte of the (UTF-8) text is the byte's value, 0..255; then

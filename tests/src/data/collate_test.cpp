@@ -80,7 +80,92 @@ TEST(Encode, ConversationsGoThroughTheChatTemplate) {
   // A completion built in code that does not start with the assistant is an error naming the field.
   r.chosen = Segment::from_messages({{"user", "4"}});
   expect_error([&] { encode(r, tok); },
-               "record: field \"chosen\": render_completion: a completion must start with an \"assistant\" message");
+               "record: field \"chosen\": a completion must start with an \"assistant\" message, got \"user\"");
+}
+
+// A tokenizer with its model's own chat template, as HFTokenizer has one: a generation prompt that is not what
+// the rendered conversation continues with (as DeepSeek-R1's "<think>"), and an end-of-turn token in the text.
+class TemplateTokenizer final : public Tokenizer {
+ public:
+  std::vector<int64_t> encode(std::string_view text) const override { return ByteTokenizer().encode(text); }
+  std::string decode(const std::vector<int64_t>& ids, bool skip) const override { return ByteTokenizer().decode(ids, skip); }
+  int64_t vocab_size() const override { return 259; }
+  std::optional<int64_t> bos_id() const override { return 257; }
+  std::optional<int64_t> eos_id() const override { return 258; }
+  int64_t pad_id() const override { return 256; }
+  bool has_chat_template() const override { return true; }
+  std::string apply_chat_template(const std::vector<Message>& messages, bool generation, bool cont) const override {
+    std::string out;
+    for (size_t i = 0; i < messages.size(); ++i) {
+      out += "[" + messages[i].role + "]" + messages[i].content;
+      if (!(cont && i + 1 == messages.size())) out += "|";
+    }
+    if (generation) out += "[assistant]<think>";
+    return out;
+  }
+};
+
+TEST(Encode, ModelChatTemplatesFollowTrlRendering) {
+  TemplateTokenizer tok;
+  PairRecord r;
+  r.prompt = Segment::from_messages({{"user", "hi"}});
+  r.chosen = Segment::from_messages({{"assistant", "yo"}});
+  r.rejected = Segment::from_messages({{"assistant", "<think>no"}});
+  const auto ex = encode(r, tok, EncodeOptions().add_bos(false));
+  // The prompt is cut to its common prefix with each prompt + completion rendering, in turn (TRL's
+  // maybe_apply_chat_template): "[user]hi|[assistant]" after "chosen"; "rejected" keeps it.
+  EXPECT_EQ(ex.prompt, bytes("[user]hi|[assistant]"));
+  // The completion is the rendering after the prompt, with no EOS appended: the template ends the turn.
+  EXPECT_EQ(ex.chosen, bytes("yo|"));
+  EXPECT_EQ(ex.rejected, bytes("<think>no|"));
+  // A prompt ending with the assistant's message is continued (continue_final_message), not closed.
+  r.prompt = Segment::from_messages({{"user", "hi"}, {"assistant", "Sure"}});
+  r.chosen = Segment::from_messages({{"assistant", ", yes"}});
+  r.rejected = Segment::from_messages({{"assistant", "no"}});
+  const auto cont = encode(r, tok, EncodeOptions().add_bos(false));
+  EXPECT_EQ(cont.prompt, bytes("[user]hi|[assistant]Sure"));
+  EXPECT_EQ(cont.chosen, bytes("|[assistant], yes|"));
+  // Text completions still get the EOS.
+  const auto text = encode(text_pair("p", "c", "r"), tok);
+  EXPECT_EQ(text.chosen, cat(bytes("c"), {kEos}));
+}
+
+TEST(Encode, LanguageModellingRecordsTrainOnEveryTokenAfterTheFirst) {
+  ByteTokenizer byte;
+  CompletionRecord text;
+  text.language_modeling = true;
+  text.completion = Segment::from_text("hi");
+  text.source = Source{"lm.jsonl", 1};
+  auto ex = encode(text, byte);
+  EXPECT_EQ(ex.prompt, (Ids{kBos}));
+  EXPECT_EQ(ex.completion, cat(bytes("hi"), {kEos}));
+  // Without a BOS the first character is the prompt; max_length keeps the start.
+  ex = encode(text, byte, EncodeOptions().add_bos(false).max_length(2));
+  EXPECT_EQ(ex.prompt, bytes("h"));
+  EXPECT_EQ(ex.completion, bytes("i"));
+  // A conversation is rendered whole; a model's own template gets no EOS appended.
+  CompletionRecord chat;
+  chat.language_modeling = true;
+  chat.completion = Segment::from_messages({{"user", "q"}, {"assistant", "a"}});
+  TemplateTokenizer templated;
+  ex = encode(chat, templated, EncodeOptions().add_bos(false));
+  EXPECT_EQ(cat(ex.prompt, ex.completion), bytes("[user]q|[assistant]a|"));
+  // One token is nothing to train on.
+  text.completion = Segment::from_text("x");
+  expect_error([&] { encode(text, byte, EncodeOptions().add_bos(false).add_eos(false)); },
+               "lm.jsonl:1: field \"text\": encodes to 1 token(s); language modelling needs at least two");
+}
+
+TEST(Encode, IdsAreCheckedAgainstTheGivenVocabularySize) {
+  ByteTokenizer tok;
+  PairRecord r{Segment::from_ids({300}), Segment::from_ids({499}), Segment::from_ids({1}), Source{"ids.jsonl", 3}};
+  expect_error([&] { encode(r, tok); }, "ids.jsonl:3: field \"prompt_ids\": token id 300 at index 0 is outside the "
+                                        "tokenizer's vocabulary [0, 259)");
+  EXPECT_EQ(encode(r, tok, EncodeOptions().vocab_size(500)).chosen, (Ids{499}));
+  r.chosen = Segment::from_ids({500});
+  expect_error([&] { encode(r, tok, EncodeOptions().vocab_size(500)); },
+               "field \"chosen_ids\": token id 500 at index 0 is outside the model's vocabulary [0, 500)");
+  expect_error([&] { encode(r, tok, EncodeOptions().vocab_size(-1)); }, "EncodeOptions.vocab_size must be >= 0");
 }
 
 TEST(Encode, PreTokenizedIdsAreKeptAsGiven) {

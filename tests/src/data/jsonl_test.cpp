@@ -108,6 +108,67 @@ TEST(ReadPairs, Conversational) {
   EXPECT_EQ(render_completion(r.rejected.messages), "5\n");
 }
 
+TEST(ReadPairs, ImplicitPromptIsExtractedAsTrlDoes) {
+  TempDir dir;
+  // Conversations: the shared leading messages. Strings: the shared leading characters (not bytes: "é" and "è"
+  // share their first UTF-8 byte), a space before the first difference staying with the completions; when one
+  // is a prefix of the other the prompt stops one character short of the shorter, as TRL's loop leaves it.
+  const auto path = dir.write(
+      "implicit.jsonl",
+      R"({"chosen": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}], )"
+      R"("rejected": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}]})"
+      "\n"
+      R"({"chosen": "The sky is blue", "rejected": "The sky is green"})"
+      "\n"
+      R"({"chosen": "caf\u00e9 ok", "rejected": "caf\u00e8 no"})"
+      "\n"
+      R"({"chosen": "abc", "rejected": "abcd"})"
+      "\n");
+  const auto items = read_pairs(path).items;
+  ASSERT_EQ(items.size(), 4u);
+  ASSERT_EQ(items[0].prompt.kind, Segment::Kind::Messages);
+  ASSERT_EQ(items[0].prompt.messages.size(), 1u);
+  EXPECT_EQ(items[0].prompt.messages[0].content, "2+2?");
+  EXPECT_EQ(items[0].chosen.messages[0].content, "4");
+  EXPECT_EQ(items[1].prompt.text, "The sky is");
+  EXPECT_EQ(items[1].chosen.text, " blue");
+  EXPECT_EQ(items[1].rejected.text, " green");
+  EXPECT_EQ(items[2].prompt.text, "caf");
+  EXPECT_EQ(items[2].chosen.text, "\xC3\xA9 ok");
+  EXPECT_EQ(items[3].prompt.text, "ab");
+  EXPECT_EQ(items[3].chosen.text, "c");
+  EXPECT_EQ(items[3].rejected.text, "cd");
+  // Nothing to extract from token ids, or from a string and a conversation.
+  const auto bad = dir.write("bad.jsonl", R"({"chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]})"
+                                          "\n");
+  expect_error([&] { read_pairs(bad); }, "bad.jsonl:1: field \"prompt\": missing, and it can be extracted");
+}
+
+TEST(ReadCompletions, LanguageModellingFormatsOfTrl) {
+  TempDir dir;
+  const auto path = dir.write("lm.jsonl", R"({"text": "Once upon a time"})"
+                                          "\n"
+                                          R"({"messages": [{"role": "user", "content": "hi"}, )"
+                                          R"({"role": "assistant", "content": "hello"}]})"
+                                          "\n"
+                                          R"({"prompt": "p", "completion": "c"})"
+                                          "\n");
+  const auto items = read_completions(path).items;
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_TRUE(items[0].language_modeling);
+  EXPECT_EQ(items[0].completion.text, "Once upon a time");
+  EXPECT_TRUE(items[1].language_modeling);
+  ASSERT_EQ(items[1].completion.messages.size(), 2u);
+  EXPECT_EQ(items[1].completion.messages[0].role, "user");
+  EXPECT_FALSE(items[2].language_modeling);
+  const auto mixed = dir.write("mixed.jsonl", R"({"text": "a", "completion": "b"})"
+                                              "\n");
+  expect_error([&] { read_completions(mixed); }, "mixed.jsonl:1: field \"completion\": a line holds");
+  const auto empty = dir.write("empty.jsonl", R"({"text": ""})"
+                                              "\n");
+  expect_error([&] { read_completions(empty); }, "empty.jsonl:1: field \"text\": empty text");
+}
+
 TEST(ReadPairs, PreTokenizedBothSpellingsAndMixedWithText) {
   TempDir dir;
   const auto path = dir.write("ids.jsonl", R"({"prompt_ids": [1, 2], "chosen_ids": [3], "rejected_input_ids": [4, 5]})"
@@ -256,7 +317,7 @@ TEST(ReadPairsErrors, MissingField) {
   expect_pair_line_error(R"({"prompt": "p", "chosen": "c"})",
                          "field \"rejected\": missing (give \"rejected\" as a string or a list of messages, or "
                          "\"rejected_ids\" as a list of token ids)");
-  expect_pair_line_error(R"({"chosen": "c", "rejected": "r"})", "field \"prompt\": missing");
+  expect_pair_line_error(R"({"chosen_ids": [1], "rejected": "r"})", "field \"prompt\": missing");
 }
 
 TEST(ReadPairsErrors, WrongType) {
@@ -268,14 +329,22 @@ TEST(ReadPairsErrors, WrongType) {
                          "field \"prompt\": expected a string or a list of messages, got object");
 }
 
+TEST(ReadPairs, AnAssistantTurnWithEmptyContentIsACompletion) {
+  // The chat template still renders the turn (its header and end-of-turn tokens), as TRL trains on it.
+  TempDir dir;
+  const auto path = dir.write("empty.jsonl", R"({"prompt": [{"role": "user", "content": "q"}], )"
+                                             R"("chosen": [{"role": "assistant", "content": "a"}], )"
+                                             R"("rejected": [{"role": "assistant", "content": ""}]})"
+                                             "\n");
+  const auto items = read_pairs(path).items;
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].rejected.messages[0].content, "");
+}
+
 TEST(ReadPairsErrors, EmptyCompletion) {
   expect_pair_line_error(R"({"prompt": "p", "chosen": "", "rejected": "r"})", "field \"chosen\": empty completion");
   expect_pair_line_error(R"({"prompt": [], "chosen": [{"role": "assistant", "content": "c"}], "rejected": []})",
                          "field \"rejected\": empty completion (a list with no message)");
-  expect_pair_line_error(
-      R"({"prompt": [], "chosen": [{"role": "assistant", "content": ""}], )"
-      R"("rejected": [{"role": "assistant", "content": "r"}]})",
-      "field \"chosen\": empty completion (every message's content is empty)");
   expect_pair_line_error(R"({"prompt": "p", "chosen_ids": [], "rejected": "r"})",
                          "field \"chosen_ids\": empty completion");
 }
