@@ -22,5 +22,7 @@ write_basic_package_version_file("${CMAKE_CURRENT_BINARY_DIR}/prefoptConfigVersi
 install(FILES
   "${CMAKE_CURRENT_BINARY_DIR}/prefoptConfig.cmake"
   "${CMAKE_CURRENT_BINARY_DIR}/prefoptConfigVersion.cmake"
+  cmake/FindPCRE2.cmake
+  cmake/Findutf8proc.cmake
   DESTINATION ${PREFOPT_INSTALL_CMAKEDIR})
 install(FILES "${CMAKE_CURRENT_BINARY_DIR}/include/prefopt/version.h" DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/prefopt)

@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 
 APT_PACKAGES=(build-essential git ccache python3 python3-venv python3-dev
-              libeigen3-dev nlohmann-json3-dev
+              libeigen3-dev nlohmann-json3-dev pkg-config libpcre2-dev libutf8proc-dev
               libgtest-dev libgmock-dev libbenchmark-dev)
 
 missing=()

@@ -46,10 +46,13 @@ from .metrics import idealized_ranking_accuracy, kendall_tau, ndcg, ranking_accu
 from .token_level import tdpo_loss  # noqa: E402
 from .joint import joint_dpo_loss, joint_labels, joint_sequence_logps  # noqa: E402
 from .degree import degree_loss, extract_keyphrases, graded_removal, spo_loss  # noqa: E402
+from .tokenizer import Tokenizer, render_chat_template  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Tokenizer",
+    "render_chat_template",
     "token_logps",
     "sequence_logps",
     "dpo_loss",
