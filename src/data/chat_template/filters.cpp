@@ -245,6 +245,7 @@ Value apply_filter(Renderer& r, const std::string& name, const Value& v, const A
   }
   if (name == "int") {
     a.check(name, {"default", "base"});
+    if (v.is_undefined()) raise_undefined(v);  // Undefined.__int__ raises, and do_int does not catch that
     const Value* dflt = arg(a, 0, "default");
     const Value fallback = dflt ? *dflt : Value::integer(0);
     if (v.kind == Kind::Int) return v;
@@ -259,6 +260,7 @@ Value apply_filter(Renderer& r, const std::string& name, const Value& v, const A
   }
   if (name == "float") {
     a.check(name, {"default"});
+    if (v.is_undefined()) raise_undefined(v);
     const Value* dflt = arg(a, 0, "default");
     double d = 0;
     if (v.is_number()) return Value::number(v.as_double());

@@ -123,14 +123,12 @@ class Lexer {
     return one.size() == 1 && (py_isalpha(one[0]) || (!start && py_isdigit(one[0]))) ? len : 0;
   }
 
-  // jinja2 reports positions in characters.
-  std::string char_at(std::size_t p) const {
-    const std::size_t len = std::max<std::size_t>(1, name_char_len(p));
-    return std::string(src_.substr(p, len)) + "' at " + std::to_string(utf8_length(std::string_view(src_).substr(0, p)));
-  }
-  std::size_t name_char_len(std::size_t p) const {
+  // jinja2's "unexpected char" message: the character's repr and its position in characters.
+  std::string unexpected_char(std::size_t p) const {
     const unsigned char u = static_cast<unsigned char>(src_[p]);
-    return u >= 0xF0 ? 4 : u >= 0xE0 ? 3 : u >= 0xC0 ? 2 : 1;
+    const std::size_t len = u >= 0xF0 ? 4 : u >= 0xE0 ? 3 : u >= 0xC0 ? 2 : 1;
+    return "unexpected char " + py_repr_str(std::string_view(src_).substr(p, len)) + " at " +
+           std::to_string(utf8_length(std::string_view(src_).substr(0, p)));
   }
 
   std::size_t skip_space(std::size_t p) const {
@@ -367,7 +365,7 @@ class Lexer {
       if (c == '\'' || c == '"') {
         e = p + 1;
         while (e < src_.size() && src_[e] != c) e += src_[e] == '\\' ? 2 : 1;
-        if (e >= src_.size()) error("unexpected char '" + char_at(p), p);
+        if (e >= src_.size()) error(unexpected_char(p), p);
         push(Tok::String, unescape(std::string_view(src_).substr(p + 1, e - p - 1), p), p);
         pos_ = e + 1;
         continue;
@@ -389,7 +387,7 @@ class Lexer {
         matched = true;
         break;
       }
-      if (!matched) error("unexpected char '" + char_at(p), p);
+      if (!matched) error(unexpected_char(p), p);
     }
   }
 

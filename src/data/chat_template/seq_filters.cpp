@@ -270,6 +270,8 @@ Value sort_like(const std::string& name, const Value& v, const Args& a) {
 Value batch_or_slice(const std::string& name, const Value& v, const Args& args) {
   const bool batch = name == "batch";
   args.check(name, {batch ? "linecount" : "slices", "fill_with"});
+  if (!args.get(0, batch ? "linecount" : "slices"))
+    fail(std::string("do_") + name + "() missing 1 required positional argument: '" + (batch ? "linecount" : "slices") + "'");
   auto a = std::make_shared<const Args>(args);
   return lazy_with_setup([v, a, batch]() -> std::function<bool(Value&)> {
     const int64_t n = a->integer(0, batch ? "linecount" : "slices", 0);

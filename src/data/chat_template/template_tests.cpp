@@ -38,6 +38,12 @@ bool jinja_has_test(const std::string& name) { return kTests.count(name) > 0; }
 
 bool apply_test(Renderer&, const std::string& name, const Value& v, const Args& a) {
   if (!kTests.count(name)) fail("No test named '" + name + "'.");
+  static const std::set<std::string> kWithArgument = {"divisibleby", "sameas", "in", "==", "eq", "equalto", "!=",
+                                                      "ne", ">", "gt", "greaterthan", "ge", ">=", "<", "lt",
+                                                      "lessthan", "<=", "le"};
+  if (!kWithArgument.count(name) && (!a.pos.empty() || !a.kw.empty()))
+    fail("test_" + name + "() takes 1 positional argument but " + std::to_string(1 + a.pos.size() + a.kw.size()) +
+         " were given");
   if (name == "defined") return !v.is_undefined();
   if (name == "undefined") return v.is_undefined();
   if (name == "none") return v.is_none();

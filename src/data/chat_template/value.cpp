@@ -473,6 +473,7 @@ Value int_pow(int64_t base, int64_t exp) {
 
 Value binary_op(const std::string& op, const Value& a, const Value& b) {
   if (a.is_undefined()) raise_undefined(a);
+  if (op == "%" && a.is_str()) return printf_format(a.s(), b);  // str % x formats even an Undefined x
   if (b.is_undefined()) raise_undefined(b);
   const bool nums = a.is_number() && b.is_number();
   const bool ints = nums && a.kind != Kind::Float && b.kind != Kind::Float;
@@ -522,7 +523,6 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
     return Value::number(a.as_double() / b.as_double());
   }
   if (op == "//" || op == "%") {
-    if (op == "%" && a.is_str()) return printf_format(a.s(), b);
     if (!nums) unsupported(op, a, b);
     if (ints) {
       const int64_t x = a.as_int(), y = b.as_int();

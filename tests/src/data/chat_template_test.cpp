@@ -275,7 +275,7 @@ TEST_F(ChatTemplateTest, SyntaxErrorsNameTheLine) {
             "or 'endif'. The innermost block that needs to be closed is 'if'.");
   EXPECT_EQ(error_of("a\nb\n{% do x %}"), "chat_template:3: Encountered unknown tag 'do'.");
   EXPECT_EQ(error_of("{{ (1, 2 }}"), "chat_template:1: unexpected '}', expected ')'");
-  EXPECT_EQ(error_of("{{ 'unterminated }}"), "chat_template:1: unexpected char ''' at 3");
+  EXPECT_EQ(error_of("{{ 'unterminated }}"), "chat_template:1: unexpected char \"'\" at 3");
   EXPECT_EQ(error_of("\n\n{% break %}"), "chat_template:3: 'break' outside of a loop");
   EXPECT_EQ(error_of("{# never closed"), "chat_template:1: Missing end of comment tag");
   // Parsing alone reports them, with the caller's name for the template.
