@@ -18,7 +18,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: prefopt-train [CONFIG.json [--output_dir DIR] [--max_steps N] [--resume_from DIR | --resume]\n"
-    "                     [--overwrite]] | --loss_options | --help\n"
+    "                     [--overwrite] [--dump_dataset FILE]] | --loss_options | --help\n"
     "  With no argument, runs the default demo.\n"
     "  --loss_options   prints every loss, its data format and its options (docs/training.md's table)\n"
     "  CONFIG.json      the run configuration (every key: docs/training.md)\n"
@@ -28,7 +28,9 @@ constexpr const char* kUsage =
     "  --resume_from    continues from a checkpoint folder (output_dir/checkpoint-<step>)\n"
     "  --resume         continues from the latest checkpoint in output_dir\n"
     "  --overwrite      deletes output_dir first (otherwise an output_dir holding checkpoints is an error\n"
-    "                   unless resuming)\n";
+    "                   unless resuming)\n"
+    "  --dump_dataset   writes the training data as the trainer encodes it (pre-tokenized JSONL: prompt_ids,\n"
+    "                   chosen_ids, ...) to FILE and exits without training\n";
 
 int fail(const std::string& message) {
   std::fprintf(stderr, "prefopt-train: %s\n", message.c_str());
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
   try {
     auto run = prefopt::train::load_run_config(first);
     bool overwrite = false, resume_latest = false;
+    std::string dump_path;
     for (int i = 2; i < argc; ++i) {
       const std::string arg = argv[i];
       auto value = [&]() -> std::string {
@@ -74,9 +77,16 @@ int main(int argc, char** argv) {
         resume_latest = true;
       } else if (arg == "--overwrite") {
         overwrite = true;
+      } else if (arg == "--dump_dataset") {
+        dump_path = value();
       } else {
         throw std::runtime_error("unknown argument " + arg + "\n" + kUsage);
       }
+    }
+    if (!dump_path.empty()) {
+      prefopt::train::write_encoded_dataset(run, dump_path);
+      std::printf("wrote the encoded training data to %s\n", dump_path.c_str());
+      return 0;
     }
     const std::string out = run.trainer.output_dir();
     if (overwrite && !out.empty()) prefopt::train::remove_directory_tree(out);

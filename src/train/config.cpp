@@ -10,6 +10,8 @@
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 
+#include "../common/files.h"
+
 
 namespace prefopt::train {
 
@@ -131,12 +133,27 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
     run.model_dtype = m.with_path("dtype", [&] { return dtype_from_string(m.str("dtype", "float32")); });
     m.finish();
   }
+  // A checkpoint folder brings its own tokenizer: never byte-encode text for it silently.
+  const bool model_has_tokenizer =
+      !run.model_path.empty() && files::exists(files::join(run.model_path, "tokenizer.json"));
+  run.tokenizer = model_has_tokenizer ? "hf" : "byte";
   if (top.has("tokenizer")) {
     Section k = top.section("tokenizer");
-    run.tokenizer = k.str("type", "byte");
-    TORCH_CHECK(run.tokenizer == "byte", source, ": tokenizer.type: unknown tokenizer \"", run.tokenizer,
-                "\"; valid: \"byte\"");
+    run.tokenizer = k.str("type", run.tokenizer);
+    TORCH_CHECK(run.tokenizer == "byte" || run.tokenizer == "hf", source, ": tokenizer.type: unknown tokenizer \"",
+                run.tokenizer, "\"; valid: \"hf\" (a tokenizer.json folder), \"byte\"");
+    if (k.has("path")) run.tokenizer_path = resolve(base_dir, k.str("path", ""));
+    TORCH_CHECK(run.tokenizer == "hf" || run.tokenizer_path.empty(), source,
+                ": tokenizer.path: only the \"hf\" tokenizer reads a folder, but tokenizer.type is \"byte\"");
+    TORCH_CHECK(!(run.tokenizer == "byte" && model_has_tokenizer), source, ": tokenizer.type: \"byte\" would encode ",
+                "text with bytes for the checkpoint ", run.model_path, ", which has its own tokenizer.json; use ",
+                "\"hf\" (the default for it)");
     k.finish();
+  }
+  if (run.tokenizer == "hf" && run.tokenizer_path.empty()) {
+    TORCH_CHECK(!run.model_path.empty(), source, ": tokenizer.path: required for tokenizer.type \"hf\" when the ",
+                "model is built from model.config (there is no model folder to read the tokenizer from)");
+    run.tokenizer_path = run.model_path;
   }
   TORCH_CHECK(top.has("data"), source, ": data: missing (required)");
   {
@@ -152,7 +169,8 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
     TORCH_CHECK(mode == "keep_end" || mode == "keep_start", source, ": data.truncation_mode: expected \"keep_end\" ",
                 "or \"keep_start\", got \"", mode, "\"");
     e.truncation_mode(mode == "keep_end" ? data::kKeepEnd : data::kKeepStart);
-    e.add_bos(d.boolean("add_bos", e.add_bos()));
+    // TRL tokenizes prompts with add_special_tokens=False: no BOS unless the text (or chat template) has one.
+    e.add_bos(d.boolean("add_bos", run.tokenizer == "hf" ? false : e.add_bos()));
     e.add_eos(d.boolean("add_eos", e.add_eos()));
     const std::string on_error = d.str("on_error", "raise");
     TORCH_CHECK(on_error == "raise" || on_error == "skip", source, ": data.on_error: expected \"raise\" or \"skip\", ",

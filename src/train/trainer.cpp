@@ -71,6 +71,7 @@ struct Trainer::State {
   TrainerState run;
   bool resumed = false;
   std::function<void(const LogEntry&, bool)> callback;
+  std::function<void(const std::string&)> model_files_writer;
 
   bool no_singletons() const { return objective->needs().kl_pairs; }
   // What the optimizer trains: the model's parameters, then the loss's own (a reward model's score head).
@@ -224,6 +225,10 @@ LlamaForCausalLM Trainer::model() const { return state_->model; }
 const TrainerConfig& Trainer::config() const { return state_->config; }
 int64_t Trainer::global_step() const { return state_->run.global_step; }
 int64_t Trainer::total_steps() const { return state_->total_steps; }
+void Trainer::set_model_files_writer(std::function<void(const std::string&)> writer) {
+  state_->model_files_writer = std::move(writer);
+}
+
 void Trainer::set_log_callback(std::function<void(const LogEntry&, bool)> callback) {
   state_->callback = std::move(callback);
 }
@@ -289,6 +294,7 @@ void Trainer::save_checkpoint(const std::string& directory) {
   auto& s = *state_;
   write_directory_atomically(directory, [&](const std::string& tmp) {
     save_llama(*s.model, tmp + "/model");
+    if (s.model_files_writer) s.model_files_writer(tmp + "/model");
     if (s.reference->model() && s.config.ref_model() == RefModelMode::Copy) {
       save_llama(**s.reference->model(), tmp + "/ref_model");
     }
@@ -475,7 +481,10 @@ TrainResult Trainer::train() {
     if (!saved_last) save();
     if (s.config.save_final_model()) {
       write_directory_atomically(files::join(out_dir, "final"),
-                                 [&](const std::string& tmp) { s.objective->save_model(*s.model, tmp); });
+                                 [&](const std::string& tmp) {
+                                   s.objective->save_model(*s.model, tmp);
+                                   if (s.model_files_writer) s.model_files_writer(tmp);
+                                 });
     }
   }
   result.global_step = r.global_step;

@@ -23,8 +23,11 @@ struct RunConfig {
   std::optional<LlamaConfig> model_config;
   /// model.dtype: "float32", "bfloat16", "float16" (default "float32").
   torch::Dtype model_dtype = torch::kFloat32;
-  /// tokenizer.type: only "byte" (ByteTokenizer).
+  /// tokenizer.type: "hf" (a Hugging Face tokenizer.json folder, data::HFTokenizer) or "byte"
+  /// (data::ByteTokenizer). Default: "hf" when model.path holds a tokenizer.json, else "byte".
   std::string tokenizer = "byte";
+  /// tokenizer.path: the folder of the "hf" tokenizer (default: model.path), resolved like the data paths.
+  std::string tokenizer_path;
   /// data.train (required), data.eval (optional): JSONL paths, relative ones resolved against the config
   /// file's folder; data.format; the encode options (data.max_length, ...).
   std::string train_file, eval_file;

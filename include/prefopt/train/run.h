@@ -16,4 +16,16 @@ namespace prefopt::train {
 /// ```
 TrainResult run_training(const RunConfig& config);
 
+/// Encodes the training data exactly as run_training would (same tokenizer, chat template, truncation and
+/// checks) and writes it to `path` as JSONL in the pre-tokenized form of the data's format ("prompt_ids",
+/// "chosen_ids", "rejected_ids" for pairwise; "responses_ids" and the labels for ranked; ...), one line per
+/// example in file order, so the ids can be inspected or compared with another trainer's and read back as data.
+/// Loads the model's config, never its weights. The file is written to a temporary name and renamed.
+///
+/// Example:
+/// ```
+/// prefopt::train::write_encoded_dataset(prefopt::train::load_run_config("run.json"), "encoded.jsonl");
+/// ```
+void write_encoded_dataset(const RunConfig& config, const std::string& path);
+
 }  // namespace prefopt::train

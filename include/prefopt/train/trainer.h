@@ -160,6 +160,10 @@ class Trainer {
   void save_checkpoint(const std::string& directory);
   void load_checkpoint(const std::string& directory);
 
+  /// Called with each saved model folder (a checkpoint's model/ and final/) before it is published, to add the
+  /// files a Hugging Face folder carries beside the weights (the tokenizer's, generation_config.json).
+  void set_model_files_writer(std::function<void(const std::string& folder)> writer);
+
   /// Called with each logging-step entry and each evaluation, after they are written.
   void set_log_callback(std::function<void(const LogEntry& entry, bool is_eval)> callback);
 
