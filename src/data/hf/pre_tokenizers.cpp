@@ -2,7 +2,8 @@
 // pieces (and ByteLevel and Metaspace rewrite them) exactly as Hugging Face's Rust library splits a
 // PreTokenizedString, origins included. Never copies a piece a step leaves whole, never builds origins the caller
 // did not ask for (but for Metaspace's "first" after a split, which needs them and drops them again), and never
-// accepts a JSON object the Rust library would reject for a missing or mistyped field it reads.
+// accepts a JSON object the Rust library would reject for a missing or mistyped field it reads (it does accept the
+// old Metaspace form {"add_prefix_space": false} without prepend_scheme, which tokenizers 0.23 refuses).
 #include <algorithm>
 #include <array>
 #include <numeric>
@@ -73,9 +74,8 @@ const std::array<MappedByte, 256>& byte_map() {
 
 class ByteLevel final : public Step {
  public:
-  ByteLevel(bool add_prefix_space, bool use_regex) : add_prefix_space_(add_prefix_space), use_regex_(use_regex) {
-    if (use_regex_) regex_ = &gpt2_regex();
-  }
+  ByteLevel(bool add_prefix_space, bool use_regex)
+      : add_prefix_space_(add_prefix_space), regex_(use_regex ? &gpt2_regex() : nullptr) {}
 
   void run(std::vector<Piece>& pieces, const Segment&) const override {
     Scratch& s = scratch();
@@ -138,8 +138,7 @@ class ByteLevel final : public Step {
   }
 
   bool add_prefix_space_;
-  bool use_regex_;
-  const OnigRegex* regex_ = nullptr;
+  const OnigRegex* regex_;  // GPT-2's split, when use_regex
 };
 
 // ---- Metaspace ----------------------------------------------------------------------------------------------------
@@ -284,7 +283,8 @@ class Whitespace final : public Step {
         const std::string word = rust_word_class(added);
         return "[" + word + "]+|[^" + word + "\\p{White_Space}]+";
       };
-      return OnigRegex(Regex(pattern(false), JsonContext{"Whitespace"}), Regex(pattern(true), JsonContext{"Whitespace"}));
+      const JsonContext ctx{"Whitespace"};
+      return OnigRegex(Regex(pattern(false), ctx), Regex(pattern(true), ctx));
     }();
     regex_ = &regex;
   }

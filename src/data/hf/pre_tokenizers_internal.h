@@ -1,7 +1,8 @@
 // What the pre-tokenizer files share: the steps a pre-tokenizer is made of, Hugging Face's split behaviours
 // (normalizer.rs's NormalizedString::split), the Unicode character classes of the Rust crates its pre-tokenizers
 // call, and the translation of Oniguruma patterns into PCRE2 ones. Never parses a pre-tokenizer's JSON
-// (pre_tokenizers.cpp does) and never keeps per-call state: every step is safe to run from several threads at once.
+// (pre_tokenizers.cpp does) and never keeps state between calls beyond thread-local scratch buffers: every step is
+// safe to run from several threads at once.
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>

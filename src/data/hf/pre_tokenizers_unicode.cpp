@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "pre_tokenizers_internal.h"
 
@@ -25,9 +27,9 @@ struct CategoryRange {
 };
 
 // Every code point whose general category in Oniguruma (Unicode 16.0, as tokenizers 0.23.3 matches \p{..}) differs
-// from PCRE2 10.42's (Unicode 14.0): characters assigned since, and U+1171E (Mn before 16.0, Mc since). Derived by
-// asking tokenizers' Split(Regex("\p{Xx}")) and PCRE2 about every code point (/tmp/hfpre/gen_delta.py), not typed
-// in. It serves utf8proc (Unicode 15.0) too, for what it does not know.
+// from PCRE2 10.42's (Unicode 14.0): characters assigned since, and U+1171E (Mn before 16.0, Mc since). Generated,
+// not typed in, by asking tokenizers' Split(Regex("\p{Xx}")) and PCRE2 about every code point for every category.
+// It serves utf8proc (Unicode 15.0) too, for what that does not know.
 constexpr CategoryRange kAddedSince14[] = {
     {0x897, 0x897, kMN}, {0xCF3, 0xCF3, kMC}, {0xECE, 0xECE, kMN}, {0x1B4E, 0x1B4F, kPO}, {0x1B7F, 0x1B7F, kPO},
     {0x1C89, 0x1C89, kLU}, {0x1C8A, 0x1C8A, kLL}, {0x2427, 0x2429, kSO}, {0x2FFC, 0x2FFF, kSO},
@@ -64,7 +66,8 @@ constexpr CategoryRange kAddedSince14[] = {
 };
 
 // General category P characters that the unicode_categories crate (Unicode 8.0 tables) behind is_punctuation does
-// not count as punctuation: those assigned or recategorised since. Derived like kAddedSince14 (gen_tables.py).
+// not count as punctuation: those assigned or recategorised since. Generated like kAddedSince14, from tokenizers'
+// Punctuation pre-tokenizer.
 constexpr std::pair<char32_t, char32_t> kPunctuationSince8[] = {
     {0x61D, 0x61D}, {0x9FD, 0x9FD}, {0xA76, 0xA76}, {0xC77, 0xC77}, {0xC84, 0xC84}, {0x1B4E, 0x1B4F},
     {0x1B7D, 0x1B7F}, {0x2E43, 0x2E4F}, {0x2E52, 0x2E5D}, {0x10D6E, 0x10D6E}, {0x10EAD, 0x10EAD}, {0x10F55, 0x10F59},

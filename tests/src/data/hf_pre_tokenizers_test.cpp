@@ -7,6 +7,7 @@
 
 #include <numeric>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -189,6 +190,25 @@ TEST(HfPreTokenizers, PunctuationBehaviours) {
 TEST(HfPreTokenizers, EmptyInputGivesNoPieces) {
   EXPECT_TRUE(run(kLlama3, "").empty());
   EXPECT_TRUE(run(R"({"type": "Metaspace", "replacement": "▁"})", "").empty());
+}
+
+TEST(HfPreTokenizers, OnePreTokenizerServesSeveralThreads) {
+  const auto pre_tokenizer = make_pre_tokenizer(json::parse(kLlama3), kCtx);
+  const std::string text = "It's 2024: 東京 — naïve café 😀\n";
+  std::vector<std::size_t> counts(4);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < counts.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < 200; ++k) {
+        std::vector<Piece> pieces{{text, {}}};
+        pre_tokenizer->pre_tokenize(pieces, true);
+        counts[t] += pieces.size();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (std::size_t count : counts) EXPECT_EQ(count, counts[0]);
+  EXPECT_EQ(counts[0] % 200, 0u);
 }
 
 TEST(HfPreTokenizers, ErrorsNameTheJsonPath) {
