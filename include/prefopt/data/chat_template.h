@@ -51,14 +51,15 @@ struct ChatTemplateInputs {
   /// objects; "messages", "tools" (when tools_json is set), "add_generation_prompt" and
   /// "continue_final_message" are errors here (they have their own fields).
   std::string variables_json;
-  /// The clock strftime_now reads (local time); nullopt: the current time.
+  /// The clock strftime_now reads (local time, whole seconds: %f gives 000000); nullopt: the current time.
   std::optional<std::time_t> now;
 };
 
 struct RenderedChat {
   std::string text;
   /// Byte ranges [begin, end) of `text` rendered inside {% generation %} blocks, in order (what transformers
-  /// turns into return_assistant_tokens_mask; transformers reports the same ranges in characters).
+  /// turns into return_assistant_tokens_mask; transformers reports the same ranges in characters). As in
+  /// transformers, a block inside a macro or a set block is placed at the end of the text rendered so far.
   std::vector<std::pair<std::size_t, std::size_t>> generation_spans;
 };
 

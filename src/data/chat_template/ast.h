@@ -74,7 +74,7 @@ enum class St {
   With,         ///< with targets = values: body
   Break,
   Continue,
-  Generation,   ///< {% generation %}body{% endgeneration %} (transformers' assistant-mask tag)
+  Generation,  ///< {% generation %}body{% endgeneration %} (transformers' assistant-mask tag)
 };
 
 struct Piece {

@@ -1,7 +1,8 @@
 // What the renderer offers templates besides syntax: jinja2's filters and tests, the Python methods of str /
 // dict / list, attribute and item lookup with jinja2's sandbox rules, printf-style `%` formatting, and the
 // globals transformers adds (raise_exception, strftime_now, namespace, dict) plus range. Declared here,
-// implemented in filters.cpp and methods.cpp; never parses or walks the template itself.
+// implemented in filters.cpp, seq_filters.cpp, template_tests.cpp, methods.cpp and globals.cpp; never parses
+// or walks the template itself.
 #pragma once
 
 #include <string>

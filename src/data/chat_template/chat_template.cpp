@@ -87,11 +87,14 @@ std::string tag_final_message(std::vector<Value>& chat, const std::string& sourc
       *it = jinja::make_dict(std::move(block));
       found = true;
     }
-    if (!found) jinja::fail("continue_final_message is set but we could not find any text to continue in the final message!");
-    last.set(Value::str("content"), content->kind == Kind::Tuple ? Value::tuple(std::move(blocks)) : Value::list(std::move(blocks)));
+    if (!found)
+      jinja::fail("continue_final_message is set but we could not find any text to continue in the final message!");
+    last.set(Value::str("content"),
+             content->kind == Kind::Tuple ? Value::tuple(std::move(blocks)) : Value::list(std::move(blocks)));
   } else {
     if (!content->is_str())
-      jinja::fail("continue_final_message: unsupported operand type(s) for +: '" + jinja::type_name(*content) + "' and 'str'");
+      jinja::fail("continue_final_message: unsupported operand type(s) for +: '" + jinja::type_name(*content) +
+                  "' and 'str'");
     final_text = content->s();
     last.set(Value::str("content"), Value::str(content->s() + kContinueTag));
   }
@@ -105,13 +108,17 @@ void cut_at_tag(RenderedChat& out, const std::string& final_text) {
   const std::string tag = kContinueTag;
   const std::string bare = tag.substr(0, tag.size() - 1);
   if (out.text.find(stripped) == std::string::npos || out.text.find(bare) == std::string::npos)
-    jinja::fail("continue_final_message is set but the final message does not appear in the chat after applying the "
-                "chat template! This can happen if the chat template deletes portions of the final message. Please "
-                "verify the chat template and final message in your chat to ensure they are compatible.Final "
-                "message to continue: " + stripped + "\nRendered chat:\n" + out.text);
+    jinja::fail(
+        "continue_final_message is set but the final message does not appear in the chat after applying the "
+        "chat template! This can happen if the chat template deletes portions of the final message. Please "
+        "verify the chat template and final message in your chat to ensure they are compatible.Final "
+        "message to continue: " +
+        stripped + "\nRendered chat:\n" + out.text);
   const std::size_t at = out.text.rfind(bare);
-  if (out.text.compare(at, tag.size(), tag) == 0) out.text.resize(at);
-  else out.text = jinja::py_strip(out.text.substr(0, at), std::nullopt, false, true);
+  if (out.text.compare(at, tag.size(), tag) == 0)
+    out.text.resize(at);
+  else
+    out.text = jinja::py_strip(out.text.substr(0, at), std::nullopt, false, true);
   std::vector<std::pair<std::size_t, std::size_t>> kept;
   for (auto [b, e] : out.generation_spans)
     if (b < out.text.size()) kept.emplace_back(b, std::min(e, out.text.size()));
@@ -119,7 +126,8 @@ void cut_at_tag(RenderedChat& out, const std::string& final_text) {
 }
 
 Value list_of_dicts(const Value& v, const char* what, const char* message) {
-  if (v.kind != Kind::List && v.kind != Kind::Tuple) jinja::fail(std::string(what) + ": expected a JSON array, got " + jinja::type_name(v));
+  if (v.kind != Kind::List && v.kind != Kind::Tuple)
+    jinja::fail(std::string(what) + ": expected a JSON array, got " + jinja::type_name(v));
   for (const Value& item : v.items())
     if (item.kind != Kind::Dict) jinja::fail(message);
   return v;
@@ -127,19 +135,22 @@ Value list_of_dicts(const Value& v, const char* what, const char* message) {
 
 RenderedChat render_chat(const ChatTemplate::Impl& impl, const Value& messages_value, const ChatTemplateInputs& in) {
   if (in.continue_final_message && in.add_generation_prompt)
-    jinja::fail("continue_final_message and add_generation_prompt are not compatible. Use continue_final_message when "
-                "you want the model to continue the final message, and add_generation_prompt when you want to add a "
-                "header that will prompt it to start a new assistant message instead.");
+    jinja::fail(
+        "continue_final_message and add_generation_prompt are not compatible. Use continue_final_message when "
+        "you want the model to continue the final message, and add_generation_prompt when you want to add a "
+        "header that will prompt it to start a new assistant message instead.");
   std::vector<Value> chat = normalize_messages(messages_value);
   if (chat.empty()) jinja::fail("Cannot apply chat template to an empty conversation. Provide at least one message.");
   for (Value& m : chat) m = alias_reasoning(m);
   std::string final_text;
   if (in.continue_final_message) final_text = tag_final_message(chat, impl.source);
 
-  const char* tools_message = "Tools should either be a JSON schema, or a callable function with type hints and a "
-                              "docstring suitable for auto-conversion to a schema.";
+  const char* tools_message =
+      "Tools should either be a JSON schema, or a callable function with type hints and a "
+      "docstring suitable for auto-conversion to a schema.";
   Value tools = Value::none();
-  if (!in.tools_json.empty()) tools = list_of_dicts(jinja::parse_json(in.tools_json, "tools_json"), "tools_json", tools_message);
+  if (!in.tools_json.empty())
+    tools = list_of_dicts(jinja::parse_json(in.tools_json, "tools_json"), "tools_json", tools_message);
   Value documents = Value::none();
 
   auto globals = std::make_shared<jinja::Scope>();
@@ -155,10 +166,14 @@ RenderedChat render_chat(const ChatTemplate::Impl& impl, const Value& messages_v
       if (key == "messages" || key == "add_generation_prompt" || key == "continue_final_message" ||
           (key == "tools" && !in.tools_json.empty()))
         jinja::fail("variables_json: \"" + key + "\" has its own ChatTemplateInputs field");
-      if (key == "tools") tools = v.is_none() ? v : list_of_dicts(v, "variables_json: tools", tools_message);
+      if (key == "tools")
+        tools = v.is_none() ? v : list_of_dicts(v, "variables_json: tools", tools_message);
       else if (key == "documents")
-        documents = v.is_none() ? v : list_of_dicts(v, "variables_json: documents", "Documents should be a list of dicts with 'title' and 'text' keys!");
-      else root->set(key, v);
+        documents = v.is_none() ? v
+                                : list_of_dicts(v, "variables_json: documents",
+                                                "Documents should be a list of dicts with 'title' and 'text' keys!");
+      else
+        root->set(key, v);
     }
   }
   root->set("messages", Value::list(std::move(chat)));
@@ -195,6 +210,8 @@ RenderedChat ChatTemplate::render(const ChatTemplateInputs& inputs) const {
     return render_chat(*impl_, jinja::parse_json(inputs.messages_json, "messages_json"), inputs);
   } catch (const Fault& f) {
     raise(impl_->name, f);
+  } catch (const std::exception& e) {  // e.g. out of memory: still a ChatTemplateError naming the template
+    throw ChatTemplateError(impl_->name + ": " + e.what());
   }
 }
 
@@ -216,6 +233,8 @@ std::string ChatTemplate::render(const std::vector<Message>& messages, bool add_
     return render_chat(*impl_, Value::list(std::move(list)), inputs).text;
   } catch (const Fault& f) {
     raise(impl_->name, f);
+  } catch (const std::exception& e) {
+    throw ChatTemplateError(impl_->name + ": " + e.what());
   }
 }
 

@@ -18,17 +18,20 @@ namespace prefopt::data::jinja {
 namespace {
 
 const std::set<std::string> kSupported = {
-    "abs",     "attr",   "batch", "capitalize", "center", "count",     "d",       "default", "dictsort", "e",
-    "escape",  "first",  "float", "forceescape", "format", "groupby",  "indent",  "int",     "join",     "last",
-    "length",  "list",   "lower", "items",      "map",    "min",       "max",     "reject",  "rejectattr", "replace",
-    "reverse", "round",  "safe",  "select",     "selectattr", "slice", "sort",    "string",  "sum",      "title",
-    "trim",    "truncate", "unique", "upper",   "wordcount", "tojson"};
-const std::set<std::string> kUnsupported = {"filesizeformat", "pprint",    "random",   "striptags",
-                                            "urlencode",      "urlize",    "wordwrap", "xmlattr"};
+    "abs",      "attr",     "batch",      "capitalize", "center",     "count",       "d",       "default",
+    "dictsort", "e",        "escape",     "first",      "float",      "forceescape", "format",  "groupby",
+    "indent",   "int",      "join",       "last",       "length",     "list",        "lower",   "items",
+    "map",      "min",      "max",        "reject",     "rejectattr", "replace",     "reverse", "round",
+    "safe",     "select",   "selectattr", "slice",      "sort",       "string",      "sum",     "title",
+    "trim",     "truncate", "unique",     "upper",      "wordcount",  "tojson"};
+const std::set<std::string> kUnsupported = {"filesizeformat", "pprint", "random",   "striptags",
+                                            "urlencode",      "urlize", "wordwrap", "xmlattr"};
 
 const Value* arg(const Args& a, std::size_t i, const std::string& name) { return a.get(i, name); }
 bool flag(const Args& a, std::size_t i, const std::string& name) { return a.flag(i, name); }
-int64_t int_arg(const Args& a, std::size_t i, const std::string& name, int64_t dflt) { return a.integer(i, name, dflt); }
+int64_t int_arg(const Args& a, std::size_t i, const std::string& name, int64_t dflt) {
+  return a.integer(i, name, dflt);
+}
 
 std::string html_escape(const std::string& s) {
   std::string out;
@@ -61,7 +64,8 @@ bool parse_float(const std::string& text, double& out) {
     const char c = lower[i];
     if (std::isdigit(static_cast<unsigned char>(c))) {
       clean.push_back(c), digit_before = true, any_digit = true;
-    } else if (c == '_' && digit_before && i + 1 < lower.size() && std::isdigit(static_cast<unsigned char>(lower[i + 1]))) {
+    } else if (c == '_' && digit_before && i + 1 < lower.size() &&
+               std::isdigit(static_cast<unsigned char>(lower[i + 1]))) {
       continue;
     } else if (c == '.' && !seen_dot && !seen_e) {
       clean.push_back(c), seen_dot = true, digit_before = false;
@@ -83,9 +87,7 @@ bool parse_int(const std::string& text, int64_t base, int64_t& out) {
   bool neg = false;
   std::size_t k = 0;
   if (k < s.size() && (s[k] == '+' || s[k] == '-')) neg = s[k++] == '-';
-  auto prefix = [&](char p) {
-    return k + 1 < s.size() && s[k] == '0' && (s[k + 1] | 0x20) == p;
-  };
+  auto prefix = [&](char p) { return k + 1 < s.size() && s[k] == '0' && (s[k + 1] | 0x20) == p; };
   if (base == 0) {
     base = prefix('x') ? 16 : prefix('o') ? 8 : prefix('b') ? 2 : 10;
     if (base != 10) k += 2;
@@ -97,7 +99,9 @@ bool parse_int(const std::string& text, int64_t base, int64_t& out) {
   for (; k < s.size(); ++k) {
     if (s[k] == '_' && !digits.empty() && k + 1 < s.size() && s[k + 1] != '_') continue;
     const char c = static_cast<char>(s[k] | 0x20);
-    const int d = std::isdigit(static_cast<unsigned char>(s[k])) ? s[k] - '0' : (c >= 'a' && c <= 'z') ? c - 'a' + 10 : 99;
+    const int d = std::isdigit(static_cast<unsigned char>(s[k])) ? s[k] - '0'
+                  : (c >= 'a' && c <= 'z')                       ? c - 'a' + 10
+                                                                 : 99;
     if (d >= base) return false;
     digits.push_back(s[k]);
   }
@@ -146,9 +150,12 @@ Value do_tojson(const Value& v, const Args& a) {
   style.sort_keys = flag(a, 3, "sort_keys");
   const Value* indent = arg(a, 1, "indent");
   if (indent && !indent->is_none()) {
-    if (indent->is_str()) style.indent = indent->s();
-    else if (indent->kind == Kind::Int || indent->kind == Kind::Bool) style.indent = std::string(static_cast<std::size_t>(std::max<int64_t>(0, indent->as_int())), ' ');
-    else fail("tojson: indent must be an int or a str, not " + type_name(*indent));
+    if (indent->is_str())
+      style.indent = indent->s();
+    else if (indent->kind == Kind::Int || indent->kind == Kind::Bool)
+      style.indent = std::string(static_cast<std::size_t>(std::max<int64_t>(0, indent->as_int())), ' ');
+    else
+      fail("tojson: indent must be an int or a str, not " + type_name(*indent));
     style.item_separator = ",";
   }
   const Value* seps = arg(a, 2, "separators");
@@ -163,7 +170,9 @@ Value do_tojson(const Value& v, const Args& a) {
 }
 
 std::string do_indent(const std::string& text, const Value* width, bool first, bool blank) {
-  std::string ind = width && width->is_str() ? width->s() : std::string(static_cast<std::size_t>(std::max<int64_t>(0, width ? width->as_int() : 4)), ' ');
+  std::string ind = width && width->is_str()
+                        ? width->s()
+                        : std::string(static_cast<std::size_t>(std::max<int64_t>(0, width ? width->as_int() : 4)), ' ');
   const std::vector<std::string> lines = py_splitlines(text + "\n", false);
   std::string rv;
   if (blank) {
@@ -200,7 +209,7 @@ bool jinja_has_filter(const std::string& name) { return kSupported.count(name) |
 
 Value apply_filter(Renderer& r, const std::string& name, const Value& v, const Args& a) {
   if (kUnsupported.count(name)) fail("unsupported filter \"" + name + "\"");
-  if (!kSupported.count(name)) fail("No filter named '" + name + "'.");
+  if (!kSupported.count(name)) fail("No filter named '" + name + "' found.");
   if (name == "default" || name == "d") {
     a.check(name, {"default_value", "boolean"});
     const Value* dflt = arg(a, 0, "default_value");
@@ -208,6 +217,10 @@ Value apply_filter(Renderer& r, const std::string& name, const Value& v, const A
     return v;
   }
   if (name == "tojson") return do_tojson(v, a);
+  static const std::set<std::string> kNoArguments = {"length", "count",       "string", "safe",  "e",
+                                                     "escape", "forceescape", "upper",  "lower", "capitalize",
+                                                     "title",  "wordcount",   "abs"};
+  if (kNoArguments.count(name)) a.check(name, {});
   if (name == "length" || name == "count") return Value::integer(py_len(v));
   if (name == "string") return Value::str(py_str(v));
   if (name == "safe") return Value::str(py_str(v));
@@ -215,7 +228,8 @@ Value apply_filter(Renderer& r, const std::string& name, const Value& v, const A
   if (name == "trim") {
     a.check(name, {"chars"});
     const Value* chars = arg(a, 0, "chars");
-    return Value::str(py_strip(py_str(v), chars && !chars->is_none() ? std::optional<std::string>(py_str(*chars)) : std::nullopt, true, true));
+    return Value::str(py_strip(
+        py_str(v), chars && !chars->is_none() ? std::optional<std::string>(py_str(*chars)) : std::nullopt, true, true));
   }
   if (name == "upper") return Value::str(py_upper(py_str(v)));
   if (name == "lower") return Value::str(py_lower(py_str(v)));
@@ -223,14 +237,15 @@ Value apply_filter(Renderer& r, const std::string& name, const Value& v, const A
   if (name == "title") return Value::str(jinja_title(py_str(v)));
   if (name == "replace") {
     a.check(name, {"old", "new", "count"});
-    if (a.pos.size() < 2 && !(a.kwarg("old") && a.kwarg("new"))) fail("replace() missing required arguments 'old' and 'new'");
+    if (a.pos.size() < 2 && !(a.kwarg("old") && a.kwarg("new")))
+      fail("replace() missing required arguments 'old' and 'new'");
     const Value* count = arg(a, 2, "count");
     return Value::str(py_replace(py_str(v), py_str(*arg(a, 0, "old")), py_str(*arg(a, 1, "new")),
                                  count && !count->is_none() ? int_arg(a, 2, "count", -1) : -1));
   }
   static const std::set<std::string> kSequence = {
-      "first",  "last", "list", "items", "reverse", "map", "select", "reject", "selectattr", "rejectattr", "unique",
-      "sort", "dictsort", "groupby", "min", "max", "sum", "join", "batch", "slice"};
+      "first",  "last", "list",     "items",   "reverse", "map", "select", "reject", "selectattr", "rejectattr",
+      "unique", "sort", "dictsort", "groupby", "min",     "max", "sum",    "join",   "batch",      "slice"};
   if (kSequence.count(name)) return apply_seq_filter(r, name, v, a);
   if (name == "abs") {
     if (v.is_undefined()) raise_undefined(v);
@@ -253,8 +268,10 @@ Value apply_filter(Renderer& r, const std::string& name, const Value& v, const A
     int64_t out = 0;
     double d = 0;
     if (v.is_str() && parse_int(v.s(), int_arg(a, 1, "base", 10), out)) return Value::integer(out);
-    if (v.kind == Kind::Float) d = v.f;
-    else if (!(v.is_str() && parse_float(v.s(), d))) return fallback;
+    if (v.kind == Kind::Float)
+      d = v.f;
+    else if (!(v.is_str() && parse_float(v.s(), d)))
+      return fallback;
     if (!std::isfinite(d) || std::fabs(d) >= 9.2e18) return fallback;
     return Value::integer(static_cast<int64_t>(d));
   }
@@ -278,11 +295,12 @@ Value apply_filter(Renderer& r, const std::string& name, const Value& v, const A
   }
   if (name == "indent") {
     a.check(name, {"width", "first", "blank"});
-    if (v.is_undefined()) raise_undefined(v);  // jinja2 appends "\n" to the value itself
+    // jinja2 appends "\n" to the value itself, so only a str (or an error) gets through
+    if (!v.is_str()) binary_op("+", v, Value::str("\n"));
     const Value* width = arg(a, 0, "width");
     if (width && !width->is_str() && width->kind != Kind::Int && width->kind != Kind::Bool)
       fail("indent: width must be an int or a str");
-    return Value::str(do_indent(py_str(v), width, flag(a, 1, "first"), flag(a, 2, "blank")));
+    return Value::str(do_indent(v.s(), width, flag(a, 1, "first"), flag(a, 2, "blank")));
   }
   if (name == "center") {
     a.check(name, {"width"});
@@ -301,7 +319,8 @@ Value apply_filter(Renderer& r, const std::string& name, const Value& v, const A
     const std::string s = py_str(v);
     const std::u32string cps = decode_utf8(s);
     if (static_cast<int64_t>(cps.size()) <= length + leeway) return Value::str(s);
-    const std::string head = encode_utf8(std::u32string_view(cps).substr(0, static_cast<std::size_t>(length - end_len)));
+    const std::string head =
+        encode_utf8(std::u32string_view(cps).substr(0, static_cast<std::size_t>(length - end_len)));
     if (flag(a, 1, "killwords")) return Value::str(head + end);
     return Value::str(py_split(head, std::string(" "), 1, true)[0] + end);
   }

@@ -12,7 +12,8 @@ namespace prefopt::data::jinja {
 
 std::vector<std::pair<std::string, Value>> make_globals() {
   std::vector<std::pair<std::string, Value>> g;
-  for (const char* name : {"raise_exception", "strftime_now", "namespace", "dict", "range", "lipsum", "cycler", "joiner"}) {
+  for (const char* name :
+       {"raise_exception", "strftime_now", "namespace", "dict", "range", "lipsum", "cycler", "joiner"}) {
     CallableObj c;
     c.type = CallableObj::Type::Global;
     c.name = name;
@@ -41,9 +42,12 @@ std::string strftime_py(const std::string& fmt, std::time_t now) {
       continue;
     }
     const char c = fmt[++k];
-    if (c == 'f') f += "000000";
-    else if (c == 'z' || c == 'Z') continue;
-    else f.push_back('%'), f.push_back(c);
+    if (c == 'f')
+      f += "000000";
+    else if (c == 'z' || c == 'Z')
+      continue;
+    else
+      f.push_back('%'), f.push_back(c);
   }
   std::tm tm{};
   localtime_r(&now, &tm);
@@ -74,12 +78,14 @@ Value call_global(Renderer& r, const std::string& name, const Args& a) {
     DictObj d;
     if (!a.pos.empty()) {
       const Value& init = a.pos[0];
+      if (init.is_undefined()) raise_undefined(init);  // dict() asks it for .keys, which an Undefined refuses
       if (init.kind == Kind::Dict) {
         d = init.dict();
       } else {
         for (const Value& pair : iterate(init)) {
           const std::vector<Value> kv = iterate(pair);
-          if (kv.size() != 2) fail("dictionary update sequence element has length " + std::to_string(kv.size()) + "; 2 is required");
+          if (kv.size() != 2)
+            fail("dictionary update sequence element has length " + std::to_string(kv.size()) + "; 2 is required");
           d.set(kv[0], kv[1]);
         }
       }
@@ -102,8 +108,10 @@ Value call_global(Renderer& r, const std::string& name, const Args& a) {
     if (!a.kw.empty()) fail("range() takes no keyword arguments");
     if (a.pos.empty() || a.pos.size() > 3) fail("range expected 1 to 3 arguments, got " + std::to_string(a.pos.size()));
     int64_t start = 0, stop = 0, step = 1;
-    if (a.pos.size() == 1) stop = range_arg(a.pos[0]);
-    else start = range_arg(a.pos[0]), stop = range_arg(a.pos[1]);
+    if (a.pos.size() == 1)
+      stop = range_arg(a.pos[0]);
+    else
+      start = range_arg(a.pos[0]), stop = range_arg(a.pos[1]);
     if (a.pos.size() == 3) step = range_arg(a.pos[2]);
     if (step == 0) fail("range() arg 3 must not be zero");
     const int64_t count = step > 0 ? (stop > start ? (stop - start + step - 1) / step : 0)
@@ -138,8 +146,8 @@ bool number_for(const Value& v, double& d, long long& i) {
 
 // One %-conversion of Python's printf-style formatting.
 std::string convert(char conv, const std::string& flags, int width, int precision, const Value& v) {
-  std::string spec = "%" + flags + (width >= 0 ? std::to_string(width) : "") +
-                     (precision >= 0 ? "." + std::to_string(precision) : "");
+  std::string spec =
+      "%" + flags + (width >= 0 ? std::to_string(width) : "") + (precision >= 0 ? "." + std::to_string(precision) : "");
   double d = 0;
   long long i = 0;
   switch (conv) {
@@ -149,7 +157,8 @@ std::string convert(char conv, const std::string& flags, int width, int precisio
       std::string s = conv == 's' ? py_str(v) : py_repr(v);
       if (precision >= 0) {
         const std::u32string cps = decode_utf8(s);
-        if (static_cast<std::size_t>(precision) < cps.size()) s = encode_utf8(cps.substr(0, static_cast<std::size_t>(precision)));
+        if (static_cast<std::size_t>(precision) < cps.size())
+          s = encode_utf8(cps.substr(0, static_cast<std::size_t>(precision)));
       }
       const int len = static_cast<int>(utf8_length(s));
       if (width > len) {
@@ -161,7 +170,8 @@ std::string convert(char conv, const std::string& flags, int width, int precisio
     case 'd':
     case 'i':
     case 'u':
-      if (!number_for(v, d, i)) fail("%" + std::string(1, conv) + " format: a real number is required, not " + type_name(v));
+      if (!number_for(v, d, i))
+        fail("%" + std::string(1, conv) + " format: a real number is required, not " + type_name(v));
       return c_format_int(spec + "lld", i);
     case 'x':
     case 'X':
@@ -172,18 +182,24 @@ std::string convert(char conv, const std::string& flags, int width, int precisio
       std::string f = flags;
       const bool alt = f.find('#') != std::string::npos;
       if (alt) f.erase(f.find('#'), 1);
-      std::string digits = c_format_int("%" + std::string(1, conv == 'o' ? 'o' : conv), static_cast<long long>(x < 0 ? -x : x));
+      std::string digits =
+          c_format_int("%" + std::string(1, conv == 'o' ? 'o' : conv), static_cast<long long>(x < 0 ? -x : x));
       if (alt) digits = (conv == 'o' ? "0o" : conv == 'x' ? "0x" : "0X") + digits;
-      if (x < 0) digits = "-" + digits;
-      else if (f.find('+') != std::string::npos) digits = "+" + digits;
-      else if (f.find(' ') != std::string::npos) digits = " " + digits;
+      if (x < 0)
+        digits = "-" + digits;
+      else if (f.find('+') != std::string::npos)
+        digits = "+" + digits;
+      else if (f.find(' ') != std::string::npos)
+        digits = " " + digits;
       if (width > static_cast<int>(digits.size())) {
         const std::size_t fill = static_cast<std::size_t>(width) - digits.size();
-        if (f.find('-') != std::string::npos) digits += std::string(fill, ' ');
+        if (f.find('-') != std::string::npos)
+          digits += std::string(fill, ' ');
         else if (f.find('0') != std::string::npos) {
           const std::size_t head = (x < 0 || f.find_first_of("+ ") != std::string::npos ? 1 : 0) + (alt ? 2 : 0);
           digits.insert(head, fill, '0');
-        } else digits = std::string(fill, ' ') + digits;
+        } else
+          digits = std::string(fill, ' ') + digits;
       }
       return digits;
     }
@@ -245,7 +261,8 @@ Value printf_format(const std::string& fmt, const Value& args) {
       }
       if (k < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[k]))) {
         target = 0;
-        while (k < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[k]))) target = target * 10 + (fmt[k++] - '0');
+        while (k < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[k])))
+          target = target * 10 + (fmt[k++] - '0');
       }
     };
     number(width);
@@ -263,7 +280,9 @@ Value printf_format(const std::string& fmt, const Value& args) {
     }
     out += convert(conv, flags, width, precision, mapped ? *mapped : take());
   }
-  if (!mapping && next < list.size()) fail("not all arguments converted during string formatting");
+  // Python skips this check when the single argument supports [] (a dict, a list, an Undefined).
+  const bool subscriptable = mapping || args.kind == Kind::List || args.is_undefined();
+  if (!subscriptable && next < list.size()) fail("not all arguments converted during string formatting");
   return Value::str(std::move(out));
 }
 
@@ -299,18 +318,21 @@ std::string format_spec(const Value& v, const std::string& spec) {
   if (k < rest.size() && rest[k] == '.') {
     precision = 0;
     ++k;
-    while (k < rest.size() && std::isdigit(static_cast<unsigned char>(rest[k]))) precision = precision * 10 + (rest[k++] - '0');
+    while (k < rest.size() && std::isdigit(static_cast<unsigned char>(rest[k])))
+      precision = precision * 10 + (rest[k++] - '0');
   }
   char type = k < rest.size() ? rest[k++] : 0;
   if (k != rest.size()) fail("Invalid format specifier '" + spec + "'");
   std::string body;
   const bool numeric = v.is_number();
   if (!numeric || type == 's') {
-    if (type && type != 's') fail("Unknown format code '" + std::string(1, type) + "' for object of type '" + type_name(v) + "'");
+    if (type && type != 's')
+      fail("Unknown format code '" + std::string(1, type) + "' for object of type '" + type_name(v) + "'");
     body = py_str(v);
     if (precision >= 0) {
       const std::u32string b = decode_utf8(body);
-      if (static_cast<std::size_t>(precision) < b.size()) body = encode_utf8(b.substr(0, static_cast<std::size_t>(precision)));
+      if (static_cast<std::size_t>(precision) < b.size())
+        body = encode_utf8(b.substr(0, static_cast<std::size_t>(precision)));
     }
     if (!align) align = '<';
   } else {
@@ -397,16 +419,22 @@ std::string str_format(const std::string& fmt, const Args& args) {
       field.resize(colon);
     }
     if (const std::size_t bang = field.find('!'); bang != std::string::npos) {
-      conversion = bang + 1 < field.size() ? field[bang + 1] : 0;
+      if (bang + 2 != field.size()) fail("expected ':' after conversion specifier");
+      conversion = field[bang + 1];
+      if (conversion != 'r' && conversion != 's' && conversion != 'a')
+        fail(std::string("Unknown conversion specifier ") + conversion);
       field.resize(bang);
     }
     const std::size_t first_end = field.find_first_of(".[");
     const std::string head = field.substr(0, first_end);
     Value v;
     if (head.empty()) {
-      if (auto_index >= args.pos.size()) fail("Replacement index " + std::to_string(auto_index) + " out of range for positional args tuple");
+      if (auto_index >= args.pos.size())
+        fail("Replacement index " + std::to_string(auto_index) + " out of range for positional args tuple");
       v = args.pos[auto_index++];
     } else if (std::isdigit(static_cast<unsigned char>(head[0]))) {
+      if (head.size() > 9 || head.find_first_not_of("0123456789") != std::string::npos)
+        fail("Replacement index " + head + " out of range for positional args tuple");
       const std::size_t idx = std::stoul(head);
       if (idx >= args.pos.size()) fail("Replacement index " + head + " out of range for positional args tuple");
       v = args.pos[idx];
@@ -424,14 +452,17 @@ std::string str_format(const std::string& fmt, const Args& args) {
         const std::size_t e = field.find(']', p);
         if (e == std::string::npos) fail("Missing ']' in format string");
         const std::string key = field.substr(p + 1, e - p - 1);
-        const bool digits = !key.empty() && key.find_first_not_of("0123456789") == std::string::npos;
+        const bool digits =
+            !key.empty() && key.size() <= 18 && key.find_first_not_of("0123456789") == std::string::npos;
         v = get_item(v, digits ? Value::integer(std::stoll(key)) : Value::str(key));
         p = e + 1;
       }
       if (v.is_undefined()) raise_undefined(v);
     }
-    if (conversion == 'r' || conversion == 'a') v = Value::str(py_repr(v));
-    else if (conversion == 's') v = Value::str(py_str(v));
+    if (conversion == 'r' || conversion == 'a')
+      v = Value::str(py_repr(v));
+    else if (conversion == 's')
+      v = Value::str(py_str(v));
     out += format_spec(v, spec);
   }
   return out;

@@ -116,10 +116,14 @@ class Reader {
     for (int k = 0; k < 4; ++k) {
       const char h = t_[p_++];
       v <<= 4;
-      if (h >= '0' && h <= '9') v |= h - '0';
-      else if (h >= 'a' && h <= 'f') v |= h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F') v |= h - 'A' + 10;
-      else error("invalid \\u escape");
+      if (h >= '0' && h <= '9')
+        v |= h - '0';
+      else if (h >= 'a' && h <= 'f')
+        v |= h - 'a' + 10;
+      else if (h >= 'A' && h <= 'F')
+        v |= h - 'A' + 10;
+      else
+        error("invalid \\u escape");
     }
     return v;
   }
@@ -153,8 +157,10 @@ class Reader {
             const std::size_t save = p_;
             p_ += 2;
             const unsigned lo = hex4();
-            if (lo >= 0xDC00 && lo <= 0xDFFF) cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            else p_ = save;
+            if (lo >= 0xDC00 && lo <= 0xDFFF)
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            else
+              p_ = save;
           }
           if (cp >= 0xD800 && cp <= 0xDFFF) error("lone UTF-16 surrogate in \\u escape (not valid UTF-8 text)");
           append_utf8(out, cp);
@@ -227,8 +233,10 @@ void append_json_str(std::string& out, const std::string& s, bool ensure_ascii) 
     for (char ch : s) {
       const auto c = static_cast<unsigned char>(ch);
       if (simple(c)) continue;
-      if (c < 0x20) append_u(out, c);
-      else out.push_back(ch);  // non-ASCII bytes pass through as UTF-8
+      if (c < 0x20)
+        append_u(out, c);
+      else
+        out.push_back(ch);  // non-ASCII bytes pass through as UTF-8
     }
   } else {
     for (char32_t c : decode_utf8(s)) {

@@ -166,6 +166,7 @@ class Lexer {
   }
 
   void raw(std::size_t begin) {
+    if (pos_ >= src_.size()) return;  // as for comments, an unclosed raw block with nothing after it is accepted
     for (std::size_t h = src_.find("{%", pos_); h != std::string::npos; h = src_.find("{%", h + 1)) {
       const char sign = (h + 2 < src_.size() && (src_[h + 2] == '-' || src_[h + 2] == '+')) ? src_[h + 2] : 0;
       std::size_t p = skip_space(h + 2 + (sign ? 1 : 0));
@@ -181,10 +182,13 @@ class Lexer {
   }
 
   void comment(std::size_t begin) {
+    if (pos_ >= src_.size()) return;  // jinja2 quirk: "{#" as the very last characters is accepted silently
     for (std::size_t h = src_.find("#}", pos_); h != std::string::npos; h = src_.find("#}", h + 1)) {
       std::size_t end = h + 2;
-      if (h > pos_ && src_[h - 1] == '-') end = skip_space(end);
-      else if (!(h > pos_ && src_[h - 1] == '+') && end < src_.size() && src_[end] == '\n') ++end;
+      if (h > pos_ && src_[h - 1] == '-')
+        end = skip_space(end);
+      else if (!(h > pos_ && src_[h - 1] == '+') && end < src_.size() && src_[end] == '\n')
+        ++end;
       pos_ = end;
       line_starting_ = src_[end - 1] == '\n';
       return;
@@ -229,18 +233,24 @@ class Lexer {
     auto run = [&](std::size_t q, auto ok) {  // (_?[class])+
       std::size_t start = q;
       while (q < src_.size()) {
-        if (ok(src_[q])) ++q;
-        else if (src_[q] == '_' && q + 1 < src_.size() && ok(src_[q + 1])) q += 2;
-        else break;
+        if (ok(src_[q]))
+          ++q;
+        else if (src_[q] == '_' && q + 1 < src_.size() && ok(src_[q + 1]))
+          q += 2;
+        else
+          break;
       }
       return q == start ? std::string::npos : q;
     };
     if (p + 1 < src_.size() && src_[p] == '0') {
       const char x = static_cast<char>(src_[p + 1] | 0x20);
       std::size_t e = std::string::npos;
-      if (x == 'b') base = 2, e = run(p + 2, [](char c) { return c == '0' || c == '1'; });
-      else if (x == 'o') base = 8, e = run(p + 2, [](char c) { return c >= '0' && c <= '7'; });
-      else if (x == 'x') base = 16, e = run(p + 2, [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+      if (x == 'b')
+        base = 2, e = run(p + 2, [](char c) { return c == '0' || c == '1'; });
+      else if (x == 'o')
+        base = 8, e = run(p + 2, [](char c) { return c >= '0' && c <= '7'; });
+      else if (x == 'x')
+        base = 16, e = run(p + 2, [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
       if (e != std::string::npos) return e;
     }
     base = 10;
@@ -314,12 +324,16 @@ class Lexer {
     push(block ? Tok::BlockBegin : Tok::VarBegin, "", begin);
     std::vector<char> balance;
     while (true) {
-      if (pos_ >= src_.size()) error(block ? "unexpected end of template: missing '%}'" : "unexpected end of template: missing '}}'", begin);
+      if (pos_ >= src_.size())
+        error(block ? "unexpected end of template: missing '%}'" : "unexpected end of template: missing '}}'", begin);
       if (balance.empty()) {
         std::size_t end = std::string::npos;
-        if (block) end = block_end(pos_);
-        else if (src_.compare(pos_, 3, "-}}") == 0) end = skip_space(pos_ + 3);
-        else if (src_.compare(pos_, 2, "}}") == 0) end = pos_ + 2;
+        if (block)
+          end = block_end(pos_);
+        else if (src_.compare(pos_, 3, "-}}") == 0)
+          end = skip_space(pos_ + 3);
+        else if (src_.compare(pos_, 2, "}}") == 0)
+          end = pos_ + 2;
         if (end != std::string::npos) {
           push(block ? Tok::BlockEnd : Tok::VarEnd, "", pos_);
           pos_ = end;
@@ -350,7 +364,8 @@ class Lexer {
           if (src_[k] != '_') text.push_back(src_[k]);
         errno = 0;
         const long long v = std::strtoll(text.c_str(), nullptr, base);
-        if (errno == ERANGE) error("integer literal " + std::string(src_.substr(p, e - p)) + " does not fit in 64 bits", p);
+        if (errno == ERANGE)
+          error("integer literal " + std::string(src_.substr(p, e - p)) + " does not fit in 64 bits", p);
         push(Tok::Integer, "", p, Value::integer(v));
         pos_ = e;
         continue;
@@ -370,8 +385,8 @@ class Lexer {
         pos_ = e + 1;
         continue;
       }
-      static const char* const kOps[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/", "*", "%", "~", "[", "]",
-                                         "(",  ")",  "{",  "}",  ">",  "<",  "=", ".", ":", "|", ",", ";"};
+      static const char* const kOps[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/", "*", "%", "~", "[",
+                                         "]",  "(",  ")",  "{",  "}",  ">",  "<", "=", ".", ":", "|", ",", ";"};
       bool matched = false;
       for (const char* op : kOps) {
         const std::size_t n = std::char_traits<char>::length(op);

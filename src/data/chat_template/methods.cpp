@@ -50,12 +50,12 @@ void Args::check(const std::string& callee, const std::vector<std::string>& name
 namespace {
 
 const std::set<std::string> kStrMethods = {
-    "capitalize", "casefold",  "center",     "count",      "encode",     "endswith",  "expandtabs", "find",
-    "format",     "format_map", "index",     "isalnum",    "isalpha",    "isascii",   "isdecimal",  "isdigit",
-    "isidentifier", "islower", "isnumeric",  "isprintable", "isspace",   "istitle",   "isupper",    "join",
-    "ljust",      "lower",     "lstrip",     "maketrans",  "partition",  "removeprefix", "removesuffix", "replace",
-    "rfind",      "rindex",    "rjust",      "rpartition", "rsplit",     "rstrip",    "split",      "splitlines",
-    "startswith", "strip",     "swapcase",   "title",      "translate",  "upper",     "zfill"};
+    "capitalize",   "casefold",   "center",    "count",       "encode",    "endswith",     "expandtabs",   "find",
+    "format",       "format_map", "index",     "isalnum",     "isalpha",   "isascii",      "isdecimal",    "isdigit",
+    "isidentifier", "islower",    "isnumeric", "isprintable", "isspace",   "istitle",      "isupper",      "join",
+    "ljust",        "lower",      "lstrip",    "maketrans",   "partition", "removeprefix", "removesuffix", "replace",
+    "rfind",        "rindex",     "rjust",     "rpartition",  "rsplit",    "rstrip",       "split",        "splitlines",
+    "startswith",   "strip",      "swapcase",  "title",       "translate", "upper",        "zfill"};
 const std::set<std::string> kDictMethods = {"copy", "fromkeys", "get", "items", "keys", "values"};
 const std::set<std::string> kDictUnsafe = {"clear", "pop", "popitem", "setdefault", "update"};
 const std::set<std::string> kListMethods = {"copy", "count", "index"};
@@ -127,11 +127,6 @@ Value python_attr(const Value& obj, const std::string& name, bool& found) {
   return Value();
 }
 
-std::string index_repr(const Value& key) {
-  if (key.kind == Kind::Tuple || key.kind == Kind::List) return py_repr(key);
-  return py_repr(key);
-}
-
 }  // namespace
 
 bool has_python_attr(const Value& obj, const std::string& name) {
@@ -158,7 +153,8 @@ Value get_item(const Value& obj, const Value& key) {
     case Kind::Tuple:
     case Kind::Str: {
       if (key.kind != Kind::Int && key.kind != Kind::Bool) break;
-      const int64_t n = obj.is_str() ? static_cast<int64_t>(utf8_length(obj.s())) : static_cast<int64_t>(obj.items().size());
+      const int64_t n =
+          obj.is_str() ? static_cast<int64_t>(utf8_length(obj.s())) : static_cast<int64_t>(obj.items().size());
       int64_t k = key.as_int();
       if (k < 0) k += n;
       if (k < 0 || k >= n) break;
@@ -176,7 +172,7 @@ Value get_item(const Value& obj, const Value& key) {
     if (found) return v;
     return no_attribute(obj, key.s());
   }
-  return Value::undefined(object_type_repr(obj) + " has no element " + index_repr(key));
+  return Value::undefined(object_type_repr(obj) + " has no element " + py_repr(key));
 }
 
 Value get_slice(const Value& obj, const Value& start, const Value& stop, const Value& step) {
@@ -188,9 +184,9 @@ Value get_slice(const Value& obj, const Value& start, const Value& stop, const V
   };
   const int64_t st = index(step, 1);
   if (st == 0) fail("slice step cannot be zero");
-  if (!obj.is_str() && !obj.is_sequence())
-    return Value::undefined(object_type_repr(obj) + " has no element slice(" + py_repr(start) + ", " + py_repr(stop) +
-                            ", " + py_repr(step) + ")");
+  // jinja2 slices with Python's own [a:b:c] (no undefined fallback), so anything but a sequence raises
+  if (obj.kind == Kind::Dict) fail("unhashable type: 'slice'");
+  if (!obj.is_str() && !obj.is_sequence()) fail("'" + type_name(obj) + "' object is not subscriptable");
   const std::u32string cps = obj.is_str() ? decode_utf8(obj.s()) : std::u32string();
   const int64_t n = obj.is_str() ? static_cast<int64_t>(cps.size()) : static_cast<int64_t>(obj.items().size());
   auto adjust = [&](const Value& v, bool is_start) {
@@ -229,9 +225,9 @@ std::optional<std::string> opt_str(const Value* v, const std::string& what) {
   return need_str(v, what);
 }
 
-int64_t need_int(const Value* v, const std::string& what) {
+int64_t need_int(const Value* v) {
   if (v->kind != Kind::Int && v->kind != Kind::Bool)
-    fail("'" + type_name(*v) + "' object cannot be interpreted as an integer (" + what + ")");
+    fail("'" + type_name(*v) + "' object cannot be interpreted as an integer");
   return v->as_int();
 }
 
@@ -256,7 +252,8 @@ Value str_list(std::vector<std::string> parts) {
   return Value::list(std::move(out));
 }
 
-std::string pad(const std::string& s, int64_t width, const std::string& fill, int where) {  // -1 left, 0 center, 1 right
+std::string pad(const std::string& s, int64_t width, const std::string& fill,
+                int where) {  // -1 left, 0 center, 1 right
   const int64_t len = static_cast<int64_t>(utf8_length(s));
   if (width <= len) return s;
   const int64_t total = width - len;
@@ -285,12 +282,12 @@ Value str_method(const std::string& s, const std::string& name, const Args& a) {
     const auto sep = opt_str(a.get(0, "sep"), "sep");
     if (sep && sep->empty()) fail("empty separator");
     const Value* m = a.get(1, "maxsplit");
-    return str_list(py_split(s, sep, m ? need_int(m, "maxsplit") : -1, name == "rsplit"));
+    return str_list(py_split(s, sep, m ? need_int(m) : -1, name == "rsplit"));
   }
   if (name == "splitlines") {
     a.check(callee, {"keepends"});
     const Value* k = a.get(0, "keepends");
-    return str_list(py_splitlines(s, k && truthy(*k)));
+    return str_list(py_splitlines(s, k && need_int(k) != 0));
   }
   if (name == "startswith" || name == "endswith") {
     a.check(callee, {"prefix"});
@@ -310,8 +307,8 @@ Value str_method(const std::string& s, const std::string& name, const Args& a) {
     a.check(callee, {"old", "new", "count"});
     if (a.pos.size() < 2) fail("replace expected at least 2 arguments, got " + std::to_string(a.pos.size()));
     const Value* c = a.get(2, "count");
-    return Value::str(py_replace(s, need_str(&a.pos[0], "replace() argument 1"), need_str(&a.pos[1], "replace() argument 2"),
-                                 c ? need_int(c, "count") : -1));
+    return Value::str(py_replace(s, need_str(&a.pos[0], "replace() argument 1"),
+                                 need_str(&a.pos[1], "replace() argument 2"), c ? need_int(c) : -1));
   }
   if (name == "find" || name == "rfind" || name == "index" || name == "rindex" || name == "count") {
     a.check(callee, {"sub"});
@@ -336,6 +333,7 @@ Value str_method(const std::string& s, const std::string& name, const Args& a) {
     return Value::str(std::move(out));
   }
   if (name == "format") return Value::str(str_format(s, a));
+  if (name.compare(0, 2, "is") == 0) a.check(callee, {});  // the is*() predicates take no arguments
   if (name == "isdigit" || name == "isdecimal" || name == "isnumeric") return Value::boolean(all_cps(s, py_isdigit));
   if (name == "isalpha") return Value::boolean(all_cps(s, py_isalpha));
   if (name == "isalnum") return Value::boolean(all_cps(s, [](char32_t c) { return py_isalpha(c) || py_isdigit(c); }));
@@ -349,12 +347,12 @@ Value str_method(const std::string& s, const std::string& name, const Args& a) {
     const Value* f = a.get(1, "fillchar");
     const std::string fill = f ? need_str(f, "fillchar") : " ";
     if (utf8_length(fill) != 1) fail("The fill character must be exactly one character long");
-    return Value::str(pad(s, need_int(&a.pos[0], "width"), fill, name == "center" ? 0 : name == "ljust" ? -1 : 1));
+    return Value::str(pad(s, need_int(&a.pos[0]), fill, name == "center" ? 0 : name == "ljust" ? -1 : 1));
   }
   if (name == "zfill") {
     a.check(callee, {"width"});
     if (a.pos.empty()) fail("zfill() takes exactly one argument (0 given)");
-    const int64_t width = need_int(&a.pos[0], "width"), len = static_cast<int64_t>(utf8_length(s));
+    const int64_t width = need_int(&a.pos[0]), len = static_cast<int64_t>(utf8_length(s));
     if (width <= len) return Value::str(s);
     const bool sign = !s.empty() && (s[0] == '+' || s[0] == '-');
     return Value::str((sign ? s.substr(0, 1) : "") + std::string(static_cast<std::size_t>(width - len), '0') +
@@ -400,12 +398,16 @@ Value call_method(Renderer&, const Value& self, const std::string& name, const A
       a.check("dict." + name, {});
       std::vector<Value> out;
       for (const auto& [k, v] : d.entries) {
-        if (name == "items") out.push_back(Value::tuple({k, v}));
-        else if (name == "keys") out.push_back(k);
-        else if (name == "values") out.push_back(v);
+        if (name == "items")
+          out.push_back(Value::tuple({k, v}));
+        else if (name == "keys")
+          out.push_back(k);
+        else if (name == "values")
+          out.push_back(v);
       }
       if (name == "copy") return self;
-      if (name == "items" || name == "keys" || name == "values") return tagged(Value::list(std::move(out)), "dict_" + name);
+      if (name == "items" || name == "keys" || name == "values")
+        return tagged(Value::list(std::move(out)), "dict_" + name);
       fail("unsupported method \"" + name + "\" of dict");
     }
     case Kind::List:

@@ -21,7 +21,6 @@ ExprPtr Parser::parse_condexpr() {
   return e;
 }
 
-
 ExprPtr Parser::binary(Ex kind, int line, ExprPtr left, ExprPtr right, std::string op) {
   auto b = make(kind, line);
   b->node = std::move(left);
@@ -29,7 +28,6 @@ ExprPtr Parser::binary(Ex kind, int line, ExprPtr left, ExprPtr right, std::stri
   b->name = std::move(op);
   return b;
 }
-
 
 ExprPtr Parser::parse_or() {
   const int line = cur().line;
@@ -61,8 +59,8 @@ ExprPtr Parser::parse_compare() {
   std::unique_ptr<Expr> cmp;
   while (true) {
     std::string op;
-    if (cur().type == Tok::Op && (cur().text == "==" || cur().text == "!=" || cur().text == "<" ||
-                                  cur().text == "<=" || cur().text == ">" || cur().text == ">=")) {
+    if (cur().type == Tok::Op && (cur().text == "==" || cur().text == "!=" || cur().text == "<" || cur().text == "<=" ||
+                                  cur().text == ">" || cur().text == ">=")) {
       op = next().text;
     } else if (skip_name("in")) {
       op = "in";
@@ -135,7 +133,6 @@ ExprPtr Parser::parse_unary(bool with_filter) {
   return node;
 }
 
-
 ExprPtr Parser::parse_primary(bool with_namespace) {
   Depth depth(*this);
   const Token& tok = cur();
@@ -185,14 +182,14 @@ ExprPtr Parser::parse_primary(bool with_namespace) {
   error("unexpected '" + describe(tok) + "'");
 }
 
-
-bool Parser::is_tuple_end(const std::vector<std::string>& extra_end) const {
-  if (cur().type == Tok::VarEnd || cur().type == Tok::BlockEnd || is_op(")")) return true;
-  return at_end_token(extra_end);
+bool Parser::is_tuple_end(const std::vector<std::string>&) const {
+  // jinja2 3.1 passes its extra end rules ("in" of a for loop) to test_any as one tuple, so they never match:
+  // a trailing comma before `in` makes `in` part of the target, and the for then fails on the next token.
+  return cur().type == Tok::VarEnd || cur().type == Tok::BlockEnd || is_op(")");
 }
 
-
-ExprPtr Parser::parse_tuple(bool simplified, bool with_condexpr, const std::vector<std::string>& extra_end, bool explicit_parens, bool with_namespace) {
+ExprPtr Parser::parse_tuple(bool simplified, bool with_condexpr, const std::vector<std::string>& extra_end,
+                            bool explicit_parens, bool with_namespace) {
   const int line = cur().line;
   std::vector<ExprPtr> items;
   bool is_tuple = false;
@@ -200,8 +197,10 @@ ExprPtr Parser::parse_tuple(bool simplified, bool with_condexpr, const std::vect
     if (!items.empty()) expect_op(",");
     if (is_tuple_end(extra_end)) break;
     items.push_back(simplified ? parse_primary(with_namespace) : parse_expression(with_condexpr));
-    if (is_op(",")) is_tuple = true;
-    else break;
+    if (is_op(","))
+      is_tuple = true;
+    else
+      break;
   }
   if (!is_tuple) {
     if (!items.empty()) return std::move(items[0]);
@@ -211,7 +210,6 @@ ExprPtr Parser::parse_tuple(bool simplified, bool with_condexpr, const std::vect
   t->items = std::move(items);
   return t;
 }
-
 
 ExprPtr Parser::parse_list() {
   auto l = make(Ex::List, next().line);
@@ -223,7 +221,6 @@ ExprPtr Parser::parse_list() {
   expect_op("]");
   return l;
 }
-
 
 ExprPtr Parser::parse_dict() {
   auto d = make(Ex::Dict, next().line);
@@ -238,25 +235,29 @@ ExprPtr Parser::parse_dict() {
   return d;
 }
 
-
 ExprPtr Parser::parse_postfix(ExprPtr node) {
   while (true) {
-    if (is_op(".") || is_op("[")) node = parse_subscript(std::move(node));
-    else if (is_op("(")) node = parse_call(std::move(node));
-    else return node;
+    if (is_op(".") || is_op("["))
+      node = parse_subscript(std::move(node));
+    else if (is_op("("))
+      node = parse_call(std::move(node));
+    else
+      return node;
   }
 }
-
 
 ExprPtr Parser::parse_filter_expr(ExprPtr node) {
   while (true) {
-    if (is_op("|")) node = parse_filter(std::move(node), false);
-    else if (is_name("is")) node = parse_test(std::move(node));
-    else if (is_op("(")) node = parse_call(std::move(node));
-    else return node;
+    if (is_op("|"))
+      node = parse_filter(std::move(node), false);
+    else if (is_name("is"))
+      node = parse_test(std::move(node));
+    else if (is_op("("))
+      node = parse_call(std::move(node));
+    else
+      return node;
   }
 }
-
 
 ExprPtr Parser::parse_subscript(ExprPtr node) {
   const Token& tok = next();
@@ -293,7 +294,6 @@ ExprPtr Parser::parse_subscript(ExprPtr node) {
   return g;
 }
 
-
 ExprPtr Parser::parse_subscribed() {
   const int line = cur().line;
   std::vector<ExprPtr> parts;
@@ -304,11 +304,15 @@ ExprPtr Parser::parse_subscribed() {
     if (!skip_op(":")) return e;
     parts.push_back(std::move(e));
   }
-  if (is_op(":") || is_op("]") || is_op(",")) parts.push_back(nullptr);
-  else parts.push_back(parse_expression(true));
+  if (is_op(":") || is_op("]") || is_op(","))
+    parts.push_back(nullptr);
+  else
+    parts.push_back(parse_expression(true));
   if (skip_op(":")) {
-    if (is_op("]") || is_op(",")) parts.push_back(nullptr);
-    else parts.push_back(parse_expression(true));
+    if (is_op("]") || is_op(","))
+      parts.push_back(nullptr);
+    else
+      parts.push_back(parse_expression(true));
   } else {
     parts.push_back(nullptr);
   }
@@ -316,7 +320,6 @@ ExprPtr Parser::parse_subscribed() {
   s->items = std::move(parts);
   return s;
 }
-
 
 CallArgs Parser::parse_call_args() {
   const int line = cur().line;
@@ -352,7 +355,6 @@ CallArgs Parser::parse_call_args() {
   return c;
 }
 
-
 ExprPtr Parser::parse_call(ExprPtr node) {
   auto c = make(Ex::Call, cur().line);
   c->call = parse_call_args();
@@ -360,13 +362,11 @@ ExprPtr Parser::parse_call(ExprPtr node) {
   return c;
 }
 
-
 std::string Parser::dotted_name() {
   std::string n = expect_name();
   while (skip_op(".")) n += "." + expect_name();
   return n;
 }
-
 
 ExprPtr Parser::parse_filter(ExprPtr node, bool start_inline) {
   while (is_op("|") || start_inline) {
@@ -381,7 +381,6 @@ ExprPtr Parser::parse_filter(ExprPtr node, bool start_inline) {
   }
   return node;
 }
-
 
 ExprPtr Parser::parse_test(ExprPtr node) {
   const int line = next().line;

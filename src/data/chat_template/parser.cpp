@@ -2,9 +2,9 @@
 // block set), macro, call, filter, with, print, break / continue and transformers' generation, with jinja2's
 // messages for unknown tags and unclosed blocks. Rejects the statements this engine does not run (include,
 // import, extends, block, autoescape, recursive loops), naming the line. Never evaluates anything.
-#include <set>
-
 #include "parser.h"
+
+#include <set>
 
 namespace prefopt::data::jinja {
 
@@ -51,7 +51,6 @@ Body Parser::subparse(const std::vector<std::string>& ends) {
   return body;
 }
 
-
 void Parser::fail_unknown(const std::string* name, int line) {
   std::string msg = name ? "Encountered unknown tag '" + *name + "'." : "Unexpected end of template.";
   const std::vector<std::string>* looking = nullptr;
@@ -68,13 +67,13 @@ void Parser::fail_unknown(const std::string* name, int line) {
       for (const auto& e : level)
         if (name && e == *name) expected_elsewhere = true;
     msg += expected_elsewhere ? " You probably made a nesting mistake. Jinja is expecting this tag, but currently "
-                                "looking for " + names + "."
+                                "looking for " +
+                                    names + "."
                               : " Jinja was looking for the following tags: " + names + ".";
   }
   if (!tags_.empty()) msg += " The innermost block that needs to be closed is '" + tags_.back() + "'.";
   error(msg, line);
 }
-
 
 Body Parser::parse_block(const std::vector<std::string>& ends, bool drop_needle) {
   skip_op(":");
@@ -88,14 +87,12 @@ Body Parser::parse_block(const std::vector<std::string>& ends, bool drop_needle)
   return body;
 }
 
-
 StmtPtr Parser::stmt(St kind, int line) {
   auto s = std::make_unique<Stmt>();
   s->kind = kind;
   s->line = line;
   return s;
 }
-
 
 StmtPtr Parser::parse_statement() {
   Depth depth(*this);
@@ -105,20 +102,28 @@ StmtPtr Parser::parse_statement() {
   const int line = tok.line;
   static const std::set<std::string> kUnsupported = {"block", "extends", "include", "import", "from", "autoescape"};
   if (kUnsupported.count(name)) error("unsupported statement \"" + name + "\"");
-  static const std::set<std::string> kKnown = {"for",    "if",   "set",        "macro", "call",    "filter",
-                                               "with",   "print", "generation", "break", "continue"};
+  static const std::set<std::string> kKnown = {"for",  "if",    "set",        "macro", "call",    "filter",
+                                               "with", "print", "generation", "break", "continue"};
   if (!kKnown.count(name)) fail_unknown(&name, line);
   tags_.push_back(name);
   next();
   StmtPtr s;
-  if (name == "for") s = parse_for(line);
-  else if (name == "if") s = parse_if(line);
-  else if (name == "set") s = parse_set(line);
-  else if (name == "macro") s = parse_macro(line);
-  else if (name == "call") s = parse_call_block(line);
-  else if (name == "filter") s = parse_filter_block(line);
-  else if (name == "with") s = parse_with(line);
-  else if (name == "print") s = parse_print(line);
+  if (name == "for")
+    s = parse_for(line);
+  else if (name == "if")
+    s = parse_if(line);
+  else if (name == "set")
+    s = parse_set(line);
+  else if (name == "macro")
+    s = parse_macro(line);
+  else if (name == "call")
+    s = parse_call_block(line);
+  else if (name == "filter")
+    s = parse_filter_block(line);
+  else if (name == "with")
+    s = parse_with(line);
+  else if (name == "print")
+    s = parse_print(line);
   else if (name == "generation") {
     s = stmt(St::Generation, line);
     const int saved = loop_depth_;
@@ -132,7 +137,6 @@ StmtPtr Parser::parse_statement() {
   tags_.pop_back();
   return s;
 }
-
 
 StmtPtr Parser::parse_for(int line) {
   auto s = stmt(St::For, line);
@@ -148,7 +152,6 @@ StmtPtr Parser::parse_for(int line) {
   return s;
 }
 
-
 StmtPtr Parser::parse_if(int line) {
   auto s = stmt(St::If, line);
   while (true) {
@@ -162,7 +165,6 @@ StmtPtr Parser::parse_if(int line) {
   }
   return s;
 }
-
 
 StmtPtr Parser::parse_set(int line) {
   ExprPtr target = parse_assign_target({}, true);
@@ -179,18 +181,18 @@ StmtPtr Parser::parse_set(int line) {
   return s;
 }
 
-
 void Parser::parse_signature(Stmt& s) {
   expect_op("(");
   while (!is_op(")")) {
     if (!s.params.empty()) expect_op(",");
     s.params.push_back(expect_name());
-    if (skip_op("=")) s.defaults.push_back(parse_expression(true));
-    else if (!s.defaults.empty()) error("non-default argument follows default argument");
+    if (skip_op("="))
+      s.defaults.push_back(parse_expression(true));
+    else if (!s.defaults.empty())
+      error("non-default argument follows default argument");
   }
   expect_op(")");
 }
-
 
 StmtPtr Parser::parse_macro(int line) {
   auto s = stmt(St::Macro, line);
@@ -203,7 +205,6 @@ StmtPtr Parser::parse_macro(int line) {
   scan_macro_names(*s);
   return s;
 }
-
 
 StmtPtr Parser::parse_call_block(int line) {
   auto s = stmt(St::CallBlock, line);
@@ -218,14 +219,12 @@ StmtPtr Parser::parse_call_block(int line) {
   return s;
 }
 
-
 StmtPtr Parser::parse_filter_block(int line) {
   auto s = stmt(St::FilterBlock, line);
   s->expr = parse_filter(nullptr, true);
   s->body = parse_block({"endfilter"}, true);
   return s;
 }
-
 
 StmtPtr Parser::parse_with(int line) {
   auto s = stmt(St::With, line);
@@ -239,7 +238,6 @@ StmtPtr Parser::parse_with(int line) {
   return s;
 }
 
-
 StmtPtr Parser::parse_print(int line) {
   auto s = stmt(St::Output, line);
   while (cur().type != Tok::BlockEnd) {
@@ -249,7 +247,6 @@ StmtPtr Parser::parse_print(int line) {
   return s;
 }
 
-
 ExprPtr Parser::parse_assign_target(const std::vector<std::string>& extra_end, bool with_namespace) {
   const int line = cur().line;
   ExprPtr target = parse_tuple(true, true, extra_end, false, with_namespace);
@@ -257,13 +254,12 @@ ExprPtr Parser::parse_assign_target(const std::vector<std::string>& extra_end, b
   bool ok = assignable(*target);
   if (target->kind == Ex::Tuple) {
     ok = true;
-    for (const auto& item : target->items) ok = ok && item->kind == Ex::Name;
+    for (const auto& item : target->items) ok = ok && assignable(*item);
   }
   if (target->kind == Ex::Name && (target->name == "true" || target->name == "none")) ok = false;
   if (!ok) error("can't assign to " + std::string(target->kind == Ex::Const ? "'const'" : "this expression"), line);
   return target;
 }
-
 
 std::shared_ptr<const Program> parse_template(std::string_view source) {
   std::shared_ptr<const Program> prog = Parser(tokenize(source)).run();

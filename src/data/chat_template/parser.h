@@ -45,9 +45,7 @@ class Parser {
     next();
     return true;
   }
-  [[noreturn]] void error(const std::string& msg, int line = 0) const {
-    throw Fault{msg, line ? line : cur().line};
-  }
+  [[noreturn]] void error(const std::string& msg, int line = 0) const { throw Fault{msg, line ? line : cur().line}; }
   static std::string describe(const Token& t) {
     switch (t.type) {
       case Tok::Data: return "template data / text";

@@ -15,8 +15,7 @@ constexpr std::size_t kMaxOutput = std::size_t(1) << 28;
 }
 
 bool orderable(const Value& a, const Value& b) {
-  return (a.is_number() && b.is_number()) || (a.is_str() && b.is_str()) ||
-         (a.kind == b.kind && a.is_sequence());
+  return (a.is_number() && b.is_number()) || (a.is_str() && b.is_str()) || (a.kind == b.kind && a.is_sequence());
 }
 
 bool compare(const std::string& op, const Value& a, const Value& b) {
@@ -110,8 +109,10 @@ Renderer::Flow Renderer::exec_stmt(const Stmt& s, const ScopePtr& scope, std::st
     switch (s.kind) {
       case St::Output:
         for (const Piece& p : s.pieces) {
-          if (p.expr) append_str(out, eval(*p.expr, scope));
-          else out += p.text;
+          if (p.expr)
+            append_str(out, eval(*p.expr, scope));
+          else
+            out += p.text;
         }
         if (out.size() > kMaxOutput) fail("rendered text larger than 256 MiB");
         return Flow::Normal;
@@ -238,7 +239,7 @@ void Renderer::assign(const Expr& target, const Value& v, const ScopePtr& scope)
 Value Renderer::filter_chain(const Expr& f, const Value& input, const ScopePtr& scope) {
   try {
     // A null node is the filtered block's text; a filter node chains; anything else is the filtered expression.
-    const Value inner = !f.node                     ? input
+    const Value inner = !f.node                      ? input
                         : f.node->kind == Ex::Filter ? filter_chain(*f.node, input, scope)
                                                      : eval(*f.node, scope);
     return apply_filter(*this, f.name, inner, eval_args(f.call, scope));
@@ -291,8 +292,7 @@ Value Renderer::eval_inner(const Expr& e, const ScopePtr& scope) {
       if (obj.is_undefined()) raise_undefined(obj);
       if (e.arg->kind == Ex::Slice) {
         Value parts[3];
-        for (int k = 0; k < 3; ++k)
-          parts[k] = e.arg->items[k] ? eval(*e.arg->items[k], scope) : Value::none();
+        for (int k = 0; k < 3; ++k) parts[k] = e.arg->items[k] ? eval(*e.arg->items[k], scope) : Value::none();
         return get_slice(obj, parts[0], parts[1], parts[2]);
       }
       return get_item(obj, eval(*e.arg, scope));
@@ -408,12 +408,16 @@ Value Renderer::call_macro(const CallableObj& m, const Args& args) {
     const std::string& name = s.params[k];
     Value v;
     bool given = k < args.pos.size();
-    if (given) v = args.pos[k];
-    else if (args.pos.size() != n) given = take_kw(name, v);
+    if (given)
+      v = args.pos[k];
+    else if (args.pos.size() != n)
+      given = take_kw(name, v);
     if (name == "caller") found_caller = true;
     if (!given) {
-      if (k >= first_default) v = eval(*s.defaults[k - first_default], scope);
-      else v = Value::undefined("parameter '" + name + "' was not provided");
+      if (k >= first_default)
+        v = eval(*s.defaults[k - first_default], scope);
+      else
+        v = Value::undefined("parameter '" + name + "' was not provided");
     }
     scope->set(name, std::move(v));
   }
@@ -429,7 +433,8 @@ Value Renderer::call_macro(const CallableObj& m, const Args& args) {
     scope->set("kwargs", make_dict(std::move(d)));
   } else if (!kw.empty()) {
     if (kw.front().first == "caller")
-      fail("macro '" + display + "' was invoked with two values for the special caller argument. This is most likely a bug.");
+      fail("macro '" + display +
+           "' was invoked with two values for the special caller argument. This is most likely a bug.");
     fail("macro '" + display + "' takes no keyword argument '" + kw.front().first + "'");
   }
   if (s.catch_varargs) {

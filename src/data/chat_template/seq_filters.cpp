@@ -27,7 +27,8 @@ struct AttrGetter {
       return;
     }
     for (const std::string& p : py_split(attribute->s(), std::string("."), -1, false)) {
-      const bool digits = !p.empty() && p.find_first_not_of("0123456789") == std::string::npos;
+      // "0" looks up index 0 (an index too large for any list stays a key)
+      const bool digits = !p.empty() && p.size() <= 18 && p.find_first_not_of("0123456789") == std::string::npos;
       parts.push_back(digits ? Value::integer(std::stoll(p)) : Value::str(p));
     }
   }
@@ -237,8 +238,10 @@ Value sort_like(const std::string& name, const Value& v, const Args& a) {
     return Value::list(std::move(items));
   }
   const bool sort = name == "sort";
-  if (sort) a.check(name, {"reverse", "case_sensitive", "attribute"});
-  else a.check(name, {"attribute", "default", "case_sensitive"});
+  if (sort)
+    a.check(name, {"reverse", "case_sensitive", "attribute"});
+  else
+    a.check(name, {"attribute", "default", "case_sensitive"});
   const bool case_sensitive = a.flag(sort ? 1 : 2, "case_sensitive");
   const Value* attribute = a.get(sort ? 2 : 0, "attribute");
   std::vector<Value> items = iterate(v), keys;
@@ -259,7 +262,8 @@ Value sort_like(const std::string& name, const Value& v, const Args& a) {
     std::size_t e = k + 1;
     const Value gk = key(items[k]);
     while (e < items.size() && py_eq(key(items[e]), gk)) ++e;
-    std::vector<Value> members(items.begin() + static_cast<std::ptrdiff_t>(k), items.begin() + static_cast<std::ptrdiff_t>(e));
+    std::vector<Value> members(items.begin() + static_cast<std::ptrdiff_t>(k),
+                               items.begin() + static_cast<std::ptrdiff_t>(e));
     Value grouper = case_sensitive ? gk : real_key(members[0]);
     groups.push_back(tagged(Value::tuple({std::move(grouper), Value::list(std::move(members))}), "group"));
     k = e;
@@ -271,7 +275,8 @@ Value batch_or_slice(const std::string& name, const Value& v, const Args& args) 
   const bool batch = name == "batch";
   args.check(name, {batch ? "linecount" : "slices", "fill_with"});
   if (!args.get(0, batch ? "linecount" : "slices"))
-    fail(std::string("do_") + name + "() missing 1 required positional argument: '" + (batch ? "linecount" : "slices") + "'");
+    fail(std::string("do_") + name + "() missing 1 required positional argument: '" + (batch ? "linecount" : "slices") +
+         "'");
   auto a = std::make_shared<const Args>(args);
   return lazy_with_setup([v, a, batch]() -> std::function<bool(Value&)> {
     const int64_t n = a->integer(0, batch ? "linecount" : "slices", 0);
@@ -286,7 +291,8 @@ Value batch_or_slice(const std::string& name, const Value& v, const Args& args) 
         if (begin >= items->size()) return false;
         ++*next;
         const std::size_t end = std::min(items->size(), begin + static_cast<std::size_t>(n));
-        std::vector<Value> row(items->begin() + static_cast<std::ptrdiff_t>(begin), items->begin() + static_cast<std::ptrdiff_t>(end));
+        std::vector<Value> row(items->begin() + static_cast<std::ptrdiff_t>(begin),
+                               items->begin() + static_cast<std::ptrdiff_t>(end));
         while (filler && static_cast<int64_t>(row.size()) < n) row.push_back(*filler);
         out = Value::list(std::move(row));
         return true;
@@ -309,6 +315,7 @@ Value batch_or_slice(const std::string& name, const Value& v, const Args& args) 
 }  // namespace
 
 Value apply_seq_filter(Renderer& r, const std::string& name, const Value& v, const Args& a) {
+  if (name == "first" || name == "last" || name == "list" || name == "items" || name == "reverse") a.check(name, {});
   if (name == "first") {
     if (v.kind == Kind::Generator) {
       Value item;

@@ -10,11 +10,11 @@ namespace prefopt::data::jinja {
 namespace {
 
 const std::set<std::string> kTests = {
-    "odd",     "even",   "divisibleby", "defined", "undefined", "filter",  "test",     "none",   "boolean",
-    "false",   "true",   "integer",     "float",   "lower",     "upper",   "string",   "mapping", "number",
-    "sequence", "iterable", "callable", "sameas",  "escaped",   "in",      "==",       "eq",     "equalto",
-    "!=",      "ne",     ">",           "gt",      "greaterthan", "ge",    ">=",       "<",      "lt",
-    "lessthan", "<=",    "le"};
+    "odd",     "even",   "divisibleby", "defined",  "undefined", "filter", "test",    "none",
+    "boolean", "false",  "true",        "integer",  "float",     "lower",  "upper",   "string",
+    "mapping", "number", "sequence",    "iterable", "callable",  "sameas", "escaped", "in",
+    "==",      "eq",     "equalto",     "!=",       "ne",        ">",      "gt",      "greaterthan",
+    "ge",      ">=",     "<",           "lt",       "lessthan",  "<=",     "le"};
 
 const Value& one_arg(const Args& a, const std::string& test) {
   if (a.pos.size() + a.kw.size() != 1) fail("test '" + test + "' takes exactly one argument");
@@ -24,7 +24,8 @@ const Value& one_arg(const Args& a, const std::string& test) {
 bool ordered(const std::string& op, const Value& x, const Value& y) {
   if (x.is_undefined()) raise_undefined(x);
   if (y.is_undefined()) raise_undefined(y);
-  const bool ok = (x.is_number() && y.is_number()) || (x.is_str() && y.is_str()) || (x.kind == y.kind && x.is_sequence());
+  const bool ok =
+      (x.is_number() && y.is_number()) || (x.is_str() && y.is_str()) || (x.kind == y.kind && x.is_sequence());
   if (!ok) fail("'" + op + "' not supported between instances of '" + type_name(x) + "' and '" + type_name(y) + "'");
   if (op == "<") return py_less(x, y);
   if (op == ">") return py_less(y, x);
@@ -37,10 +38,10 @@ bool ordered(const std::string& op, const Value& x, const Value& y) {
 bool jinja_has_test(const std::string& name) { return kTests.count(name) > 0; }
 
 bool apply_test(Renderer&, const std::string& name, const Value& v, const Args& a) {
-  if (!kTests.count(name)) fail("No test named '" + name + "'.");
-  static const std::set<std::string> kWithArgument = {"divisibleby", "sameas", "in", "==", "eq", "equalto", "!=",
-                                                      "ne", ">", "gt", "greaterthan", "ge", ">=", "<", "lt",
-                                                      "lessthan", "<=", "le"};
+  if (!kTests.count(name)) fail("No test named '" + name + "' found.");
+  static const std::set<std::string> kWithArgument = {
+      "divisibleby", "sameas",      "in", "==", "eq", "equalto", "!=",       "ne", ">",
+      "gt",          "greaterthan", "ge", ">=", "<",  "lt",      "lessthan", "<=", "le"};
   if (!kWithArgument.count(name) && (!a.pos.empty() || !a.kw.empty()))
     fail("test_" + name + "() takes 1 positional argument but " + std::to_string(1 + a.pos.size() + a.kw.size()) +
          " were given");
@@ -58,8 +59,7 @@ bool apply_test(Renderer&, const std::string& name, const Value& v, const Args& 
   if (name == "lower") return py_islower(py_str(v));
   if (name == "upper") return py_isupper(py_str(v));
   // Python's len() + __getitem__: str, list, tuple, dict, and jinja2's Undefined.
-  if (name == "sequence")
-    return v.is_str() || v.is_sequence() || v.kind == Kind::Dict || v.is_undefined();
+  if (name == "sequence") return v.is_str() || v.is_sequence() || v.kind == Kind::Dict || v.is_undefined();
   if (name == "iterable")
     return v.is_str() || v.is_sequence() || v.kind == Kind::Dict || v.kind == Kind::Generator || v.is_undefined() ||
            v.kind == Kind::Loop;

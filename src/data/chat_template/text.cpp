@@ -33,12 +33,13 @@ std::u32string decode_utf8(std::string_view s) {
     }
     bool ok = i + static_cast<std::size_t>(n) < s.size();  // all continuation bytes present
     for (int k = 1; ok && k <= n; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) ok = false;
-      else cp = (cp << 6) | (p[i + k] & 0x3F);
+      if ((p[i + k] & 0xC0) != 0x80)
+        ok = false;
+      else
+        cp = (cp << 6) | (p[i + k] & 0x3F);
     }
     // Overlong forms and UTF-16 surrogates are invalid UTF-8: keep their bytes as escapes.
-    if (ok && ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-               (cp >= 0xD800 && cp <= 0xDFFF)))
+    if (ok && ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)))
       ok = false;
     if (!ok) {
       out.push_back(0xDC00 + c);
@@ -117,8 +118,7 @@ char32_t to_upper_cp(char32_t c) {
   if (c == 0x3CD || c == 0x3CE) return c - 63;
   if (c >= 0x430 && c <= 0x44F) return c - 32;
   if (c >= 0x450 && c <= 0x45F) return c - 80;
-  if (((c >= 0x460 && c <= 0x481) || (c >= 0x48A && c <= 0x4BF) || (c >= 0x4D0 && c <= 0x52F)) && (c & 1))
-    return c - 1;
+  if (((c >= 0x460 && c <= 0x481) || (c >= 0x48A && c <= 0x4BF) || (c >= 0x4D0 && c <= 0x52F)) && (c & 1)) return c - 1;
   if (c >= 0xFF41 && c <= 0xFF5A) return c - 32;
   return c;
 }
@@ -204,8 +204,10 @@ std::string py_capitalize(std::string_view s) {
   const std::u32string cps = decode_utf8(s);
   std::string out;
   for (std::size_t i = 0; i < cps.size(); ++i) {
-    if (i == 0) append_upper(out, cps[i]);
-    else append_utf8(out, to_lower_cp(cps[i]));
+    if (i == 0)
+      append_upper(out, cps[i]);
+    else
+      append_utf8(out, to_lower_cp(cps[i]));
   }
   return out;
 }
@@ -214,8 +216,10 @@ std::string py_title(std::string_view s) {
   std::string out;
   bool previous_cased = false;
   for (char32_t c : decode_utf8(s)) {
-    if (previous_cased) append_utf8(out, to_lower_cp(c));
-    else append_upper(out, c);
+    if (previous_cased)
+      append_utf8(out, to_lower_cp(c));
+    else
+      append_upper(out, c);
     previous_cased = is_cased(c);
   }
   return out;
@@ -224,9 +228,12 @@ std::string py_title(std::string_view s) {
 std::string py_swapcase(std::string_view s) {
   std::string out;
   for (char32_t c : decode_utf8(s)) {
-    if (py_iscased_upper(c)) append_utf8(out, to_lower_cp(c));
-    else if (py_iscased_lower(c)) append_upper(out, c);
-    else append_utf8(out, c);
+    if (py_iscased_upper(c))
+      append_utf8(out, to_lower_cp(c));
+    else if (py_iscased_lower(c))
+      append_upper(out, c);
+    else
+      append_utf8(out, c);
   }
   return out;
 }

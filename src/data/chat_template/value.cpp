@@ -383,7 +383,8 @@ int64_t py_len(const Value& v) {
     case Kind::List:
     case Kind::Tuple: return static_cast<int64_t>(v.items().size());
     case Kind::Dict: return static_cast<int64_t>(v.dict().entries.size());
-    case Kind::Namespace: return static_cast<int64_t>(static_cast<const NamespaceObj*>(v.obj.get())->attrs.entries.size());
+    case Kind::Namespace:
+      return static_cast<int64_t>(static_cast<const NamespaceObj*>(v.obj.get())->attrs.entries.size());
     default: fail("object of type '" + type_name(v) + "' has no len()");
   }
 }
@@ -541,7 +542,10 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
     if (!nums) unsupported("** or pow()", a, b);
     if (ints && b.as_int() >= 0) return int_pow(a.as_int(), b.as_int());
     if (a.as_double() == 0.0 && b.as_double() < 0) fail("0.0 cannot be raised to a negative power");
-    return Value::number(std::pow(a.as_double(), b.as_double()));
+    const double result = std::pow(a.as_double(), b.as_double());
+    if (std::isinf(result) && std::isfinite(a.as_double()) && std::isfinite(b.as_double()))
+      fail("(34, 'Numerical result out of range')");  // Python's OverflowError for float ** float
+    return Value::number(result);
   }
   fail("unsupported operator \"" + op + "\"");
 }

@@ -1,7 +1,8 @@
 // The values a chat template computes with, modelled on the Python objects jinja2 hands a template: None,
 // bool, int, float, str, list, tuple, dict (insertion-ordered), jinja2's Undefined, namespace(), generators
 // (what select/map/... return), callables (macros, built-ins, bound methods) and the loop object. Also the
-// Python semantics over them: truth, ==, <, str(), repr(), len(), iteration, attribute and item lookup.
+// Python semantics over them: truth, ==, <, str(), repr(), len(), iteration, `in` and the operators
+// (attribute and item lookup are in builtins.h).
 // Never mutates a list or dict once built (the sandbox forbids it), so values share their payloads freely;
 // only namespace objects, generators and loop objects change, and those are made per render.
 #pragma once
@@ -23,7 +24,21 @@ struct Fault {
 };
 [[noreturn]] void fail(std::string message);
 
-enum class Kind : uint8_t { Undefined, None, Bool, Int, Float, Str, List, Tuple, Dict, Namespace, Generator, Callable, Loop };
+enum class Kind : uint8_t {
+  Undefined,
+  None,
+  Bool,
+  Int,
+  Float,
+  Str,
+  List,
+  Tuple,
+  Dict,
+  Namespace,
+  Generator,
+  Callable,
+  Loop
+};
 
 struct Object {
   virtual ~Object() = default;
@@ -52,16 +67,15 @@ struct Value {
   /// runs until something iterates it, as with a Python generator.
   static Value lazy(std::function<bool(Value&)> pull);
 
-  bool is(Kind k) const { return kind == k; }
   bool is_undefined() const { return kind == Kind::Undefined; }
   bool is_none() const { return kind == Kind::None; }
   bool is_str() const { return kind == Kind::Str; }
-  bool is_int() const { return kind == Kind::Int; }   ///< int proper; bools are Kind::Bool
+  bool is_int() const { return kind == Kind::Int; }  ///< int proper; bools are Kind::Bool
   bool is_number() const { return kind == Kind::Int || kind == Kind::Float || kind == Kind::Bool; }
   bool is_sequence() const { return kind == Kind::List || kind == Kind::Tuple; }
-  const std::string& s() const;                  ///< Kind::Str
-  const std::vector<Value>& items() const;       ///< Kind::List / Kind::Tuple
-  const struct DictObj& dict() const;            ///< Kind::Dict
+  const std::string& s() const;             ///< Kind::Str
+  const std::vector<Value>& items() const;  ///< Kind::List / Kind::Tuple
+  const struct DictObj& dict() const;       ///< Kind::Dict
   /// The number as a double (bool, int, float).
   double as_double() const { return kind == Kind::Float ? f : static_cast<double>(kind == Kind::Bool ? b : i); }
   /// The number as an int (bool, int); callers check the kind first.

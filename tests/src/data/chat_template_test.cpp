@@ -3,22 +3,23 @@
 // render_jinja_template on the same template and inputs, TZ=UTC; the tables use R"T(...)T" / R"E(...)E" so a
 // script can re-check them), the documented error messages with their template lines, raise_exception,
 // continue_final_message, generation spans, apply_chat_template's input handling, and concurrent rendering.
+#include <gtest/gtest.h>
+#include <prefopt/data/chat_template.h>
+
 #include <cstdlib>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
-#include <gtest/gtest.h>
-
-#include <prefopt/data/chat_template.h>
-
 namespace prefopt::data {
 namespace {
 
 // The variables every table case sees (as variables_json) and its messages.
-const char* const kVars = R"V({"s": "  Hello World  ", "n": 7, "f": 2.5, "lst": [3, 1, 2], "words": ["b", "A", "c", "a"],
+const char* const kVars =
+    R"V({"s": "  Hello World  ", "n": 7, "f": 2.5, "lst": [3, 1, 2], "words": ["b", "A", "c", "a"],
   "d": {"b": 1, "a": 2, "c": {"x": [1, 2]}}, "t": true, "nothing": null, "uni": "h\u00e9llo w\u00f6rld",
   "users": [{"name": "bob", "age": 30}, {"name": "Alice", "age": 25}, {"name": "carol", "age": 30}],
   "text": "line1\nline2\n\nline4", "e": "", "mixed": [1, "a", null, true, 2.0, [1, [2]], {"k": "v'q"}],
@@ -63,10 +64,23 @@ std::string error_of(const std::string& tpl, const std::string& vars = kVars, co
 
 class ChatTemplateTest : public ::testing::Test {
  protected:
+  // strftime_now reads local time; the expectations were made in UTC. TZ is restored afterwards.
   void SetUp() override {
-    setenv("TZ", "UTC", 1);  // strftime_now reads local time; the expectations were made in UTC
+    const char* tz = std::getenv("TZ");
+    saved_tz_ = tz ? std::optional<std::string>(tz) : std::nullopt;
+    setenv("TZ", "UTC", 1);
     tzset();
   }
+  void TearDown() override {
+    if (saved_tz_)
+      setenv("TZ", saved_tz_->c_str(), 1);
+    else
+      unsetenv("TZ");
+    tzset();
+  }
+
+ private:
+  std::optional<std::string> saved_tz_;
 };
 
 TEST_F(ChatTemplateTest, TemplateTextAndWhitespaceControl) {
@@ -74,22 +88,26 @@ TEST_F(ChatTemplateTest, TemplateTextAndWhitespaceControl) {
       {R"T(plain text)T", R"E(plain text)E"},
       {"a\r\n{% if true %}\r\nb\r\n{% endif %}\r\nc\n", "a\nb\nc"},  // CRLF normalised, trailing newline dropped
       {R"T(a  {%- if true %}b{% endif %}  
-  c)T", R"E(ab  
+  c)T",
+       R"E(ab  
   c)E"},
       {R"T(a
   {%- if true -%}  
   b  
   {%- endif -%}
-  c)T", R"E(abc)E"},
+  c)T",
+       R"E(abc)E"},
       {R"T(  {%+ if true %}x{% endif %}
   {%- if true +%}
- y{% endif %})T", R"E(  x
+ y{% endif %})T",
+       R"E(  x
  y)E"},
       {R"T(line
     {% for x in [1, 2] %}
     item{{ x }}
     {% endfor %}
-end)T", R"E(line
+end)T",
+       R"E(line
     item1
     item2
 end)E"},
@@ -99,12 +117,14 @@ end)E"},
 x
   {#- c -#}  
 y  {#+ c +#}
-z)T", R"E(  
+z)T",
+       R"E(  
 xy  
 z)E"},
       {R"T({% raw %}{% if %}{{ }}{% endraw %}|{% raw %}
   a
-{% endraw %}|  {% raw %}b{% endraw %})T", R"E({% if %}{{ }}|
+{% endraw %}|  {% raw %}b{% endraw %})T",
+       R"E({% if %}{{ }}|
   a
 |  b)E"},
   });
@@ -182,7 +202,8 @@ TEST_F(ChatTemplateTest, SetNamespaceMacrosAndBlocks) {
        R"E(Hi Bob! Hi Z. Hi !)E"},
       {R"T({% macro fact(k) %}{% if k <= 1 %}1{% else %}{{ k * (fact(k - 1) | int) }}{% endif %}{% endmacro %}{{ fact(5) }})T",
        R"E(120)E"},
-      {R"T({% macro va(a) %}{{ a }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ va(1, 2, 3, x=4) }})T", R"E(1(2, 3){'x': 4})E"},
+      {R"T({% macro va(a) %}{{ a }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ va(1, 2, 3, x=4) }})T",
+       R"E(1(2, 3){'x': 4})E"},
       {R"T({% macro wrap2(x) %}{% for i in range(x) %}{{ caller(i) }}{% endfor %}{% endmacro %}{% call(i) wrap2(3) %}[{{ i }}]{% endcall %})T",
        R"E([0][1][2])E"},
       {R"T({% filter replace("a", "o") | title %}banana split{% endfilter %}|{% with a = 1 %}{{ a }}{% endwith %}{{ a }})T",
@@ -243,7 +264,8 @@ TEST_F(ChatTemplateTest, Tests) {
 
 TEST_F(ChatTemplateTest, StrDictAndListMethods) {
   check_table({
-      {R"T({{ s.strip() }}|{{ "xxhixx".strip("x") }}|{{ "\n\nhi\n".lstrip("\n") }}|{{ "abc".rstrip("cb") }})T", R"E(Hello World|hi|hi
+      {R"T({{ s.strip() }}|{{ "xxhixx".strip("x") }}|{{ "\n\nhi\n".lstrip("\n") }}|{{ "abc".rstrip("cb") }})T",
+       R"E(Hello World|hi|hi
 |a)E"},
       {R"T({{ "a,b,,c".split(",") }} {{ "  a b  c ".split() }} {{ "a,b,c".rsplit(",", 1) }} {{ "x</think>y</think>z".split("</think>")[-1] }} {{ text.splitlines() }})T",
        R"E(['a', 'b', '', 'c'] ['a', 'b', 'c'] ['a,b', 'c'] z ['line1', 'line2', '', 'line4'])E"},
@@ -266,6 +288,21 @@ TEST_F(ChatTemplateTest, Globals) {
       {R"T({{ bos_token }}{{ eos_token }}{{ tools is none }}{{ documents is none }}{{ add_generation_prompt }})T",
        R"E(<s></s>TrueTrueFalse)E"},
   });
+}
+
+TEST_F(ChatTemplateTest, GeneratorsAreLazyAndIfDefersUnknownNames) {
+  // jinja2 only rejects an unknown filter / test at compile time outside if statements and inline ifs, and a
+  // generator (select, map, ...) runs nothing until iterated; a generator is always true.
+  check_table({
+      {R"T({% if false %}{{ x | nosuch }}{% endif %}ok)T", R"E(ok)E"},
+      {R"T({% for x in [1] %}{% if false %}{{ x | nosuch }}{% endif %}{% endfor %}ok)T", R"E(ok)E"},
+      {R"T({% if [1, 2] | select("nosuchtest") %}yes{% endif %})T", R"E(yes)E"},
+      {R"T({% set g = lst | select("odd") %}{{ g | first }}{% for x in g %}[{{ x }}]{% endfor %}{% for x in g %}{{ x }}{% endfor %})T",
+       R"E(3[1])E"},
+      {R"T({% if lst | select("equalto", 99) %}generator-is-true{% endif %})T", R"E(generator-is-true)E"},
+  });
+  EXPECT_EQ(error_of("{{ 1 if false else [1] | nosuch }}"), "chat_template:1: No filter named 'nosuch' found.");
+  EXPECT_EQ(error_of("\n{{ [1] | nosuch }}"), "chat_template:2: no filter named \"nosuch\"");
 }
 
 TEST_F(ChatTemplateTest, SyntaxErrorsNameTheLine) {
@@ -344,7 +381,8 @@ TEST_F(ChatTemplateTest, InputErrors) {
 }
 
 TEST_F(ChatTemplateTest, InputsAreHandledAsApplyChatTemplateDoes) {
-  const std::string tpl = "{% for m in messages %}{{ m | tojson }}\n{% endfor %}{{ tools }}|{{ documents | length }}|{{ bos_token }}";
+  const std::string tpl =
+      "{% for m in messages %}{{ m | tojson }}\n{% endfor %}{{ tools }}|{{ documents | length }}|{{ bos_token }}";
   ChatTemplate t(tpl);
   ChatTemplateInputs in;
   // a null-valued key is dropped; a reasoning field is copied to "thinking" (first) and "reasoning_content"
@@ -373,7 +411,8 @@ TEST_F(ChatTemplateTest, ContinueFinalMessage) {
   ChatTemplate trims("{% for m in messages %}[{{ m.content | trim }}]{% endfor %}");
   EXPECT_EQ(trims.render(in).text, "[Hi][Once upon");
   // content blocks: the last text block is continued
-  in.messages_json = R"([{"role": "user", "content": [{"type": "text", "text": "A"}, {"type": "text", "text": "B "}]}])";
+  in.messages_json =
+      R"([{"role": "user", "content": [{"type": "text", "text": "A"}, {"type": "text", "text": "B "}]}])";
   ChatTemplate blocks("{% for m in messages %}{% for b in m.content %}<{{ b.text }}>{% endfor %}{% endfor %}");
   EXPECT_EQ(blocks.render(in).text, "<A><B ");
   // transformers' errors
@@ -385,8 +424,9 @@ TEST_F(ChatTemplateTest, ContinueFinalMessage) {
     no_content_field.render(in);
     ADD_FAILURE();
   } catch (const ChatTemplateError& e) {
-    EXPECT_STREQ(e.what(), "chat_template: continue_final_message is set to \"content\" but this is not an accepted "
-                           "field in the chat_template");
+    EXPECT_STREQ(e.what(),
+                 "chat_template: continue_final_message is set to \"content\" but this is not an accepted "
+                 "field in the chat_template");
   }
   ChatTemplate drops("{% for m in messages %}{% if m.role == 'user' %}{{ m.content }}{% endif %}{% endfor %}");
   in.messages_json = R"([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "cut"}])";
@@ -408,8 +448,9 @@ TEST_F(ChatTemplateTest, GenerationSpansAreTheAssistantBytes) {
   const RenderedChat out = t.render(in);
   EXPECT_EQ(out.text, "<|user|>Hi<|end|><|assistant|>h\xC3\xA9<|end|><|user|>x<|end|><|assistant|>ok<|end|>");
   ASSERT_EQ(out.generation_spans.size(), 2u);
-  EXPECT_EQ(out.text.substr(out.generation_spans[0].first, out.generation_spans[0].second - out.generation_spans[0].first),
-            "h\xC3\xA9<|end|>");  // byte offsets 30..40 (transformers counts 30..39 characters)
+  EXPECT_EQ(
+      out.text.substr(out.generation_spans[0].first, out.generation_spans[0].second - out.generation_spans[0].first),
+      "h\xC3\xA9<|end|>");  // byte offsets 30..40 (transformers counts 30..39 characters)
   EXPECT_EQ(out.generation_spans[0], (std::pair<std::size_t, std::size_t>(30, 40)));
   EXPECT_EQ(out.text.substr(out.generation_spans[1].first), "ok<|end|>");
   // variables set inside a generation block stay inside it, as in jinja2 (the block is a caller function)
@@ -426,9 +467,10 @@ TEST_F(ChatTemplateTest, ConvenienceOverloadAndTemplateField) {
 
   EXPECT_EQ(parse_chat_template_field(R"("{{ x }}")"),
             (std::vector<std::pair<std::string, std::string>>{{"default", "{{ x }}"}}));
-  EXPECT_EQ(parse_chat_template_field(
-                R"([{"name": "default", "template": "a"}, {"name": "tool_use", "template": "b"}, {"name": "default", "template": "c"}])"),
-            (std::vector<std::pair<std::string, std::string>>{{"default", "c"}, {"tool_use", "b"}}));
+  EXPECT_EQ(
+      parse_chat_template_field(
+          R"([{"name": "default", "template": "a"}, {"name": "tool_use", "template": "b"}, {"name": "default", "template": "c"}])"),
+      (std::vector<std::pair<std::string, std::string>>{{"default", "c"}, {"tool_use", "b"}}));
   EXPECT_THROW(parse_chat_template_field("42"), ChatTemplateError);
   EXPECT_THROW(parse_chat_template_field(R"([{"name": "x"}])"), ChatTemplateError);
 }
