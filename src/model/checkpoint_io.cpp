@@ -74,6 +74,8 @@ bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+}  // namespace
+
 void write_text_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
@@ -86,8 +88,6 @@ void write_text_atomically(const std::string& path, const std::string& text) {
   const std::string error = files::publish_file(tmp, path);
   TORCH_CHECK(error.empty(), "cannot rename '", tmp, "' to '", path, "': ", error);
 }
-
-}  // namespace
 
 std::string shape_string(torch::IntArrayRef shape) {
   std::ostringstream out;
@@ -131,14 +131,14 @@ void load_checkpoint_parameters(torch::nn::Module& model, const std::string& dir
 }
 
 void save_checkpoint_folder(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, LlamaConfig config,
-                            const std::string& directory) {
+                            const std::string& directory, std::optional<torch::Dtype> dtype_override) {
   const std::string error = files::make_directories(directory);
   TORCH_CHECK(error.empty(), "cannot create the folder '", directory, "': ", error);
   std::vector<std::pair<std::string, torch::Tensor>> detached;
   std::string dtype;
   for (const auto& [name, value] : tensors) {
-    detached.emplace_back(name, value.detach());
-    const auto t = value.scalar_type();
+    detached.emplace_back(name, dtype_override ? value.detach().to(*dtype_override) : value.detach());
+    const auto t = detached.back().second.scalar_type();
     dtype = t == torch::kBFloat16 ? "bfloat16" : t == torch::kHalf ? "float16" : t == torch::kDouble ? "float64" : "float32";
   }
   config.torch_dtype(dtype);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,10 +23,13 @@ void load_checkpoint_parameters(torch::nn::Module& module, const std::string& di
                                 const std::string& architecture,
                                 const std::function<bool(const std::string&)>& ignorable);
 
-/// Writes `tensors` (name, tensor; in their dtype) as model.safetensors and `config` (its dtype set from the
-/// tensors') as config.json into `directory`, creating it.
+/// Writes `tensors` (name, tensor; in their dtype, or converted to `dtype` when given) as model.safetensors and
+/// `config` (its dtype set from the tensors') as config.json into `directory`, creating it.
 void save_checkpoint_folder(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, LlamaConfig config,
-                            const std::string& directory);
+                            const std::string& directory, std::optional<torch::Dtype> dtype = std::nullopt);
+
+/// Writes `text` to `path` through a temporary file and a rename, so a failure never leaves a partial file.
+void write_text_atomically(const std::string& path, const std::string& text);
 
 /// "[2, 3]".
 std::string shape_string(torch::IntArrayRef shape);

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn/init.h>
@@ -19,6 +20,7 @@
 
 #include "../common/files.h"
 #include "checkpoint_io.h"
+#include "layer_checkpoint.h"
 
 namespace prefopt::model {
 namespace {
@@ -53,9 +55,62 @@ torch::Tensor rotary_inv_freq(const LlamaConfig& config) {
   return inv_freq.contiguous();
 }
 
+// Dynamic NTK scaling for a forward whose positions reach `seq_len` (max position + 1), computed as transformers
+// does it, in float32 tensors: theta' = theta * (factor * seq_len / M - (factor - 1))^(d / (d - 2)).
+torch::Tensor dynamic_inv_freq(const LlamaConfig& config, int64_t seq_len) {
+  const int64_t dim = config.resolved_head_dim();
+  const double factor = config.rope_scaling().factor();
+  const int64_t m = config.max_position_embeddings();
+  const torch::Tensor length = torch::tensor(std::max(seq_len, m), torch::kLong);
+  const torch::Tensor base = config.rope_theta() * torch::pow(factor * length / static_cast<double>(m) - (factor - 1),
+                                                               static_cast<double>(dim) / static_cast<double>(dim - 2));
+  const torch::Tensor exponents = torch::arange(0, dim, 2, torch::kLong).to(torch::kFloat) / static_cast<double>(dim);
+  return (1.0 / torch::pow(base, exponents)).contiguous();
+}
+
+// [B or 1, 1, T, S] bool: which of the S keys (the cache's `offset` earlier positions, then the T new ones) each
+// of the T new queries may attend: causal, real keys only (key_real [B, S], undefined = all real), and within
+// `window` positions when window > 0. A query that may see no key at all attends to itself, so softmax over an
+// empty set never makes NaN. Undefined when plain causal attention over T = S positions says the same.
+torch::Tensor attention_mask_of(const torch::Tensor& key_real, int64_t offset, int64_t T, int64_t window,
+                             const torch::TensorOptions& options) {
+  const int64_t S = offset + T;
+  const bool sliding = window > 0 && S > window;
+  if (!key_real.defined() && !sliding && (offset == 0 || T == 1)) return {};
+  const auto long_opts = options.dtype(torch::kLong);
+  const torch::Tensor q = torch::arange(offset, S, long_opts).unsqueeze(1);  // [T, 1] absolute query indices
+  const torch::Tensor k = torch::arange(S, long_opts).unsqueeze(0);          // [1, S]
+  torch::Tensor allowed = k.le(q);
+  if (sliding) allowed = allowed.logical_and(k.gt(q - window));
+  allowed = allowed.unsqueeze(0);  // [1, T, S]
+  if (key_real.defined()) allowed = allowed.logical_and(key_real.unsqueeze(1));  // [B, T, S]
+  const torch::Tensor none = allowed.any(-1, /*keepdim=*/true).logical_not();
+  allowed = allowed.logical_or(none.logical_and(k.eq(q).unsqueeze(0)));
+  return allowed.unsqueeze(1);
+}
+
 using io::shape_string;
 
 }  // namespace
+
+// ---- adapter updates ----
+
+torch::Tensor ProjectionUpdates::apply(const std::string& name, torch::nn::Linear& linear,
+                                       const torch::Tensor& x) const {
+  torch::Tensor out = linear(x);
+  if (!enabled || by_name.empty()) return out;
+  const auto found = by_name.find(name);
+  if (found == by_name.end()) return out;
+  return out + found->second->forward(x);
+}
+
+std::vector<torch::Tensor> ProjectionUpdates::parameters() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& [name, update] : by_name) {
+    for (const auto& p : update->parameters()) out.push_back(p);
+  }
+  return out;
+}
 
 // ---- RMSNorm ----
 
@@ -81,29 +136,55 @@ void LlamaAttentionImpl::reset() {
   q_proj = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, heads * hd).bias(bias)));
   k_proj = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, kv_heads * hd).bias(bias)));
   v_proj = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, kv_heads * hd).bias(bias)));
-  o_proj = register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(heads * hd, hidden).bias(false)));
+  o_proj = register_module("o_proj",
+                           torch::nn::Linear(torch::nn::LinearOptions(heads * hd, hidden).bias(config_.o_bias())));
+  updates = ProjectionUpdates();
+  if (config_.qk_norm()) {
+    q_norm = register_module("q_norm", RMSNorm(hd, config_.rms_norm_eps()));
+    k_norm = register_module("k_norm", RMSNorm(hd, config_.rms_norm_eps()));
+  } else {
+    q_norm = nullptr;
+    k_norm = nullptr;
+  }
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                          const torch::Tensor& mask) {
+                                          const torch::Tensor& mask, KVCache* cache, int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1), hd = config_.resolved_head_dim();
   const int64_t heads = config_.num_attention_heads(), kv_heads = config_.num_key_value_heads();
-  torch::Tensor q = q_proj(x).view({B, T, heads, hd}).transpose(1, 2);
-  torch::Tensor k = k_proj(x).view({B, T, kv_heads, hd}).transpose(1, 2);
-  torch::Tensor v = v_proj(x).view({B, T, kv_heads, hd}).transpose(1, 2);
+  torch::Tensor q = updates.apply("q_proj", q_proj, x).view({B, T, heads, hd});
+  torch::Tensor k = updates.apply("k_proj", k_proj, x).view({B, T, kv_heads, hd});
+  if (q_norm) {
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  q = q.transpose(1, 2);
+  k = k.transpose(1, 2);
+  torch::Tensor v = updates.apply("v_proj", v_proj, x).view({B, T, kv_heads, hd}).transpose(1, 2);
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
+  if (cache != nullptr) {
+    const int64_t start = cache->length;
+    auto& keys = cache->keys[static_cast<size_t>(layer)];
+    auto& values = cache->values[static_cast<size_t>(layer)];
+    keys.narrow(2, start, T).copy_(k);
+    values.narrow(2, start, T).copy_(v);
+    k = keys.narrow(2, 0, start + T);
+    v = values.narrow(2, 0, start + T);
+  }
+  const int64_t S = k.size(2);
   if (kv_heads != heads) {
     // Each key/value head serves `groups` consecutive query heads (transformers' repeat_kv).
     const int64_t groups = heads / kv_heads;
-    k = k.unsqueeze(2).expand({B, kv_heads, groups, T, hd}).reshape({B, heads, T, hd});
-    v = v.unsqueeze(2).expand({B, kv_heads, groups, T, hd}).reshape({B, heads, T, hd});
+    k = k.unsqueeze(2).expand({B, kv_heads, groups, S, hd}).reshape({B, heads, S, hd});
+    v = v.unsqueeze(2).expand({B, kv_heads, groups, S, hd}).reshape({B, heads, S, hd});
   }
   std::optional<torch::Tensor> attn_mask;
   if (mask.defined()) attn_mask = mask;
+  // Without a mask the attention is plain causal over T == S positions (or one query seeing every key).
   torch::Tensor out = at::scaled_dot_product_attention(q, k, v, attn_mask, /*dropout_p=*/0.0,
-                                                       /*is_causal=*/!mask.defined());
-  return o_proj(out.transpose(1, 2).reshape({B, T, heads * hd}));
+                                                       /*is_causal=*/!mask.defined() && T > 1);
+  return updates.apply("o_proj", o_proj, out.transpose(1, 2).reshape({B, T, heads * hd}));
 }
 
 // ---- MLP ----
@@ -112,13 +193,16 @@ LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& config) : config_(config) { reset(
 
 void LlamaMLPImpl::reset() {
   const int64_t hidden = config_.hidden_size(), inter = config_.intermediate_size();
-  gate_proj = register_module("gate_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, inter).bias(false)));
-  up_proj = register_module("up_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, inter).bias(false)));
-  down_proj = register_module("down_proj", torch::nn::Linear(torch::nn::LinearOptions(inter, hidden).bias(false)));
+  const bool bias = config_.mlp_bias();
+  gate_proj = register_module("gate_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, inter).bias(bias)));
+  up_proj = register_module("up_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, inter).bias(bias)));
+  down_proj = register_module("down_proj", torch::nn::Linear(torch::nn::LinearOptions(inter, hidden).bias(bias)));
+  updates = ProjectionUpdates();
 }
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
-  return down_proj(at::silu(gate_proj(x)) * up_proj(x));
+  return updates.apply("down_proj", down_proj,
+                       at::silu(updates.apply("gate_proj", gate_proj, x)) * updates.apply("up_proj", up_proj, x));
 }
 
 // ---- decoder layer ----
@@ -134,8 +218,9 @@ void LlamaDecoderLayerImpl::reset() {
 }
 
 torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
-                                             const torch::Tensor& sin, const torch::Tensor& mask) {
-  const torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, mask);
+                                             const torch::Tensor& sin, const torch::Tensor& mask, KVCache* cache,
+                                             int64_t layer) {
+  const torch::Tensor h = x + self_attn->forward(input_layernorm(x), cos, sin, mask, cache, layer);
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -151,10 +236,12 @@ void LlamaModelImpl::reset() {
   for (int64_t i = 0; i < config_.num_hidden_layers(); ++i) layers->push_back(LlamaDecoderLayer(config_));
   norm = register_module("norm", RMSNorm(config_.hidden_size(), config_.rms_norm_eps()));
   inv_freq_ = rotary_inv_freq(config_);
+  embed_tokens_override = torch::Tensor();
+  adapters_enabled = true;
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                                      const torch::Tensor& position_ids) {
+                                      const torch::Tensor& position_ids, KVCache* cache) {
   TORCH_CHECK(input_ids.defined() && input_ids.dim() == 2, "input_ids must have shape [B, T], got ",
               input_ids.defined() ? shape_string(input_ids.sizes()) : std::string("an undefined tensor"));
   TORCH_CHECK(at::isIntegralType(input_ids.scalar_type(), /*includeBool=*/false),
@@ -169,8 +256,20 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids, const torc
     TORCH_CHECK(lo >= 0 && hi < V, "input_ids must be in [0, vocab_size = ", V, "), got values in [", lo, ", ", hi,
                 "]");
   }
+  const int64_t offset = cache != nullptr ? cache->length : 0;
+  if (cache != nullptr) {
+    TORCH_CHECK(static_cast<int64_t>(cache->keys.size()) == config_.num_hidden_layers() &&
+                    cache->values.size() == cache->keys.size() && cache->key_mask.defined(),
+                "the KV cache was not made for this model (use new_cache)");
+    TORCH_CHECK(cache->key_mask.size(0) == B, "the KV cache holds ", cache->key_mask.size(0),
+                " rows but input_ids has ", B);
+    TORCH_CHECK(offset >= 0 && offset + T <= cache->capacity(), "the KV cache holds ", cache->capacity(),
+                " positions; ", offset, " are filled and ", T, " more do not fit");
+    TORCH_CHECK(!at::GradMode::is_enabled() || !weight.requires_grad(),
+                "forward_cached records no gradient; call it under torch::NoGradGuard");
+  }
 
-  torch::Tensor mask;  // undefined: plain causal attention
+  torch::Tensor keys;  // [B, T] bool, true on real tokens; undefined: every token real
   if (attention_mask.defined()) {
     TORCH_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == T,
                 "attention_mask must have shape [B, T] matching input_ids ", shape_string(input_ids.sizes()), ", got ",
@@ -179,20 +278,19 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids, const torc
                 "attention_mask must be bool or integer 0/1, got dtype ", attention_mask.scalar_type());
     TORCH_CHECK(attention_mask.device() == weight.device(), "attention_mask must be on the model's device (",
                 weight.device(), "), got ", attention_mask.device());
-    torch::Tensor keys = attention_mask;
+    keys = attention_mask;
     if (keys.scalar_type() != torch::kBool) {
       TORCH_CHECK(keys.numel() == 0 || ((keys == 0).logical_or(keys == 1)).all().item<bool>(),
                   "attention_mask must hold only 0 and 1");
       keys = keys != 0;
     }
-    if (keys.numel() > 0 && !keys.all().item<bool>()) {
-      const torch::Tensor causal = torch::ones({T, T}, ids.options().dtype(torch::kBool)).tril();
-      torch::Tensor allowed = causal.unsqueeze(0).logical_and(keys.unsqueeze(1));  // [B, T(query), T(key)]
-      // A query that may see no key at all attends to itself, so softmax over an empty set never makes NaN.
-      const torch::Tensor none = allowed.any(-1, /*keepdim=*/true).logical_not();
-      allowed = allowed.logical_or(none.logical_and(torch::eye(T, ids.options().dtype(torch::kBool))));
-      mask = allowed.unsqueeze(1);  // [B, 1, T, T]
-    }
+    if (keys.numel() > 0 && keys.all().item<bool>()) keys = torch::Tensor();
+  }
+  torch::Tensor key_real = keys;  // over all S = offset + T keys
+  if (cache != nullptr) {
+    cache->key_mask.narrow(1, offset, T).copy_(keys.defined() ? keys : torch::ones({B, T}, cache->key_mask.options()));
+    const torch::Tensor seen = cache->key_mask.narrow(1, 0, offset + T);
+    key_real = seen.all().item<bool>() ? torch::Tensor() : seen;
   }
 
   torch::Tensor positions;
@@ -205,17 +303,43 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids, const torc
                 "position_ids must be integers, got dtype ", position_ids.scalar_type());
     positions = position_ids.to(weight.device());
   } else {
-    positions = torch::arange(T, ids.options()).unsqueeze(0);
+    positions = torch::arange(offset, offset + T, ids.options()).unsqueeze(0);
   }
 
-  torch::Tensor hidden = embed_tokens(ids);
+  torch::Tensor hidden;
+  if (embed_tokens_override.defined() && adapters_enabled) {
+    const auto padding = embed_tokens->options.padding_idx();
+    hidden = at::embedding(embed_tokens_override, ids, padding ? *padding : -1);
+  } else {
+    hidden = embed_tokens(ids);
+  }
   if (B == 0 || T == 0) return norm(hidden);
+  torch::Tensor inv_freq = inv_freq_;
+  if (config_.rope_scaling().rope_type() == RopeType::kDynamic) {
+    // transformers keeps the unscaled frequencies up to max_position_embeddings.
+    const int64_t seq_len = positions.max().item<int64_t>() + 1;
+    if (seq_len > config_.max_position_embeddings()) inv_freq = dynamic_inv_freq(config_, seq_len);
+  }
   // Angles in float32 whatever the model's dtype, then cos/sin cast to it (transformers' LlamaRotaryEmbedding).
-  const torch::Tensor freqs = positions.unsqueeze(-1).to(torch::kFloat) * inv_freq_.to(weight.device());
+  const torch::Tensor freqs = positions.unsqueeze(-1).to(torch::kFloat) * inv_freq.to(weight.device());
   const torch::Tensor angles = torch::cat({freqs, freqs}, -1);  // [B or 1, T, head_dim]
   const torch::Tensor cos = angles.cos().to(hidden.scalar_type()).unsqueeze(1);
   const torch::Tensor sin = angles.sin().to(hidden.scalar_type()).unsqueeze(1);
-  for (const auto& layer : *layers) hidden = layer->as<LlamaDecoderLayerImpl>()->forward(hidden, cos, sin, mask);
+
+  // One mask per distinct window (full attention is window 0), built once for all layers that share it.
+  std::map<int64_t, torch::Tensor> masks;
+  const bool checkpoint = gradient_checkpointing_ && is_training() && at::GradMode::is_enabled() && cache == nullptr;
+  for (int64_t i = 0; i < static_cast<int64_t>(layers->size()); ++i) {
+    const int64_t window = config_.layer_sliding_window(i);
+    auto found = masks.find(window);
+    if (found == masks.end()) {
+      found = masks.emplace(window, attention_mask_of(key_real, offset, T, window, ids.options())).first;
+    }
+    auto* layer = layers[static_cast<size_t>(i)]->as<LlamaDecoderLayerImpl>();
+    hidden = checkpoint ? detail::checkpointed_layer(*layer, hidden, cos, sin, found->second)
+                        : layer->forward(hidden, cos, sin, found->second, cache, i);
+  }
+  if (cache != nullptr) cache->length = offset + T;
   return norm(hidden);
 }
 
@@ -234,6 +358,7 @@ void LlamaForCausalLMImpl::reset() {
   } else {
     lm_head = nullptr;
   }
+  lm_head_override = torch::Tensor();
   reset_parameters();
 }
 
@@ -266,6 +391,7 @@ torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) {
 }
 
 torch::Tensor LlamaForCausalLMImpl::lm_head_weight() const {
+  if (lm_head_override.defined() && model->adapters_enabled) return lm_head_override;
   return config_.tie_word_embeddings() ? model->embed_tokens->weight : lm_head->weight;
 }
 
@@ -273,6 +399,41 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, cons
                                             const torch::Tensor& position_ids) {
   return logits(hidden_states(input_ids, attention_mask, position_ids));
 }
+
+KVCache LlamaForCausalLMImpl::new_cache(int64_t batch, int64_t capacity) const {
+  TORCH_CHECK(batch >= 1 && capacity >= 1, "new_cache: batch and capacity must be >= 1, got ", batch, " and ",
+              capacity);
+  const torch::Tensor& weight = model->embed_tokens->weight;
+  const auto options = weight.options().requires_grad(false);
+  KVCache cache;
+  const int64_t kv_heads = config_.num_key_value_heads(), hd = config_.resolved_head_dim();
+  for (int64_t i = 0; i < config_.num_hidden_layers(); ++i) {
+    cache.keys.push_back(torch::zeros({batch, kv_heads, capacity, hd}, options));
+    cache.values.push_back(torch::zeros({batch, kv_heads, capacity, hd}, options));
+  }
+  cache.key_mask = torch::zeros({batch, capacity}, options.dtype(torch::kBool));
+  return cache;
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward_cached(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                                   const torch::Tensor& position_ids, KVCache& cache) {
+  return logits(model->forward(input_ids, attention_mask, position_ids, &cache));
+}
+
+void LlamaForCausalLMImpl::set_gradient_checkpointing(bool enabled) { model->set_gradient_checkpointing(enabled); }
+
+bool LlamaForCausalLMImpl::gradient_checkpointing() const { return model->gradient_checkpointing(); }
+
+void LlamaForCausalLMImpl::set_adapters_enabled(bool enabled) {
+  model->adapters_enabled = enabled;
+  for (const auto& layer : *model->layers) {
+    auto* block = layer->as<LlamaDecoderLayerImpl>();
+    block->self_attn->updates.enabled = enabled;
+    block->mlp->updates.enabled = enabled;
+  }
+}
+
+bool LlamaForCausalLMImpl::adapters_enabled() const { return model->adapters_enabled; }
 
 // ---- checkpoints ----
 
@@ -295,10 +456,10 @@ LlamaForCausalLM load_llama(const std::string& directory, const LlamaLoadOptions
   return model;
 }
 
-void save_llama(const LlamaForCausalLMImpl& model, const std::string& directory) {
+void save_llama(const LlamaForCausalLMImpl& model, const std::string& directory, std::optional<torch::Dtype> dtype) {
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& item : model.named_parameters(/*recurse=*/true)) tensors.emplace_back(item.key(), item.value());
-  io::save_checkpoint_folder(tensors, model.config(), directory);
+  io::save_checkpoint_folder(tensors, model.config(), directory, dtype);
 }
 
 }  // namespace prefopt::model

@@ -72,6 +72,8 @@ const char* rope_type_name(RopeType type) {
       return "linear";
     case RopeType::kLlama3:
       return "llama3";
+    case RopeType::kDynamic:
+      return "dynamic";
     default:
       return "default";
   }
@@ -102,9 +104,9 @@ void read_rope(const json& root, const Fields& top, const std::string& source, L
     }
     if (type == "default") {
       scaling.rope_type(RopeType::kDefault);
-    } else if (type == "linear") {
-      TORCH_CHECK(f.has("factor"), f.where("factor"), " is required for rope_type 'linear'");
-      scaling.rope_type(RopeType::kLinear).factor(f.number("factor", 1.0));
+    } else if (type == "linear" || type == "dynamic") {
+      TORCH_CHECK(f.has("factor"), f.where("factor"), " is required for rope_type '", type, "'");
+      scaling.rope_type(type == "linear" ? RopeType::kLinear : RopeType::kDynamic).factor(f.number("factor", 1.0));
     } else if (type == "llama3") {
       for (const char* needed : {"factor", "low_freq_factor", "high_freq_factor"}) {
         TORCH_CHECK(f.has(needed), f.where(needed), " is required for rope_type 'llama3'");
@@ -117,10 +119,56 @@ void read_rope(const json& root, const Fields& top, const std::string& source, L
               f.integer("original_max_position_embeddings", config.max_position_embeddings()));
     } else {
       TORCH_CHECK(false, f.where(f.has("rope_type") ? "rope_type" : "type"), " is '", type,
-                  "'; supported: 'default', 'linear', 'llama3'");
+                  "'; supported: 'default', 'linear', 'llama3', 'dynamic'");
     }
   }
   config.rope_theta(theta).rope_scaling(scaling);
+}
+
+}  // namespace
+
+namespace {
+
+// What distinguishes each architecture's Hugging Face config class: its names and the defaults of fields a file
+// may omit (transformers 5).
+struct ArchitectureInfo {
+  LlamaArchitecture architecture;
+  const char* model_type;
+  const char* class_prefix;
+  int64_t vocab_size, intermediate_size, max_position_embeddings;
+  int64_t head_dim;            // 0: hidden_size / num_attention_heads
+  int64_t key_value_heads;     // 0: num_attention_heads
+  std::optional<int64_t> bos;  // default bos_token_id
+  std::optional<int64_t> eos;  // default eos_token_id
+};
+
+const ArchitectureInfo kArchitectures[] = {
+    {LlamaArchitecture::kLlama, "llama", "Llama", 32000, 11008, 2048, 0, 0, 1, 2},
+    {LlamaArchitecture::kQwen2, "qwen2", "Qwen2", 151936, 22016, 32768, 0, 32, std::nullopt, std::nullopt},
+    {LlamaArchitecture::kQwen3, "qwen3", "Qwen3", 151936, 22016, 32768, 128, 32, std::nullopt, std::nullopt},
+    {LlamaArchitecture::kMistral, "mistral", "Mistral", 32000, 14336, 131072, 0, 8, 1, 2},
+};
+
+const ArchitectureInfo& info_of(LlamaArchitecture architecture) {
+  for (const auto& info : kArchitectures) {
+    if (info.architecture == architecture) return info;
+  }
+  TORCH_CHECK(false, "LlamaConfig: unknown architecture ", static_cast<int>(architecture));
+}
+
+std::string supported_list(bool classes) {
+  std::string out;
+  for (const auto& info : kArchitectures) {
+    const std::string prefix = info.class_prefix;
+    if (classes) {
+      for (const char* head : {"ForCausalLM", "ForSequenceClassification"}) {
+        out += (out.empty() ? "'" : ", '") + prefix + head + "'";
+      }
+    } else {
+      out += (out.empty() ? "'" : ", '") + std::string(info.model_type) + "'";
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -130,10 +178,20 @@ int64_t LlamaConfig::resolved_head_dim() const {
   return num_attention_heads_ > 0 ? hidden_size_ / num_attention_heads_ : 0;
 }
 
-std::string LlamaConfig::architecture_name() const {
-  const std::string family = architecture_ == LlamaArchitecture::kQwen2 ? "Qwen2" : "Llama";
-  return family + (num_labels_ >= 1 ? "ForSequenceClassification" : "ForCausalLM");
+int64_t LlamaConfig::layer_sliding_window(int64_t layer) const {
+  if (sliding_window_ <= 0) return 0;
+  if (layer_types_.empty()) return sliding_window_;
+  TORCH_CHECK(layer >= 0 && layer < static_cast<int64_t>(layer_types_.size()), "LlamaConfig: layer ", layer,
+              " out of range [0, ", layer_types_.size(), ")");
+  return layer_types_[static_cast<size_t>(layer)] == "sliding_attention" ? sliding_window_ : 0;
 }
+
+std::string LlamaConfig::architecture_name() const {
+  return std::string(info_of(architecture_).class_prefix) +
+         (num_labels_ >= 1 ? "ForSequenceClassification" : "ForCausalLM");
+}
+
+std::string LlamaConfig::model_type() const { return info_of(architecture_).model_type; }
 
 void LlamaConfig::validate() const {
   const std::string c = "LlamaConfig: ";
@@ -161,6 +219,19 @@ void LlamaConfig::validate() const {
     TORCH_CHECK(*pad_token_id_ >= 0 && *pad_token_id_ < vocab_size_, c, "pad_token_id must be in [0, vocab_size = ",
                 vocab_size_, "), got ", *pad_token_id_);
   }
+  TORCH_CHECK(sliding_window_ >= 0, c, "sliding_window must be >= 0 (0 = none), got ", sliding_window_);
+  TORCH_CHECK(layer_types_.empty() || static_cast<int64_t>(layer_types_.size()) == num_hidden_layers_, c,
+              "layer_types must be empty or list one type per layer (", num_hidden_layers_, "), got ",
+              layer_types_.size());
+  for (size_t i = 0; i < layer_types_.size(); ++i) {
+    TORCH_CHECK(layer_types_[i] == "full_attention" || layer_types_[i] == "sliding_attention", c, "layer_types[", i,
+                "] is '", layer_types_[i], "'; supported: 'full_attention', 'sliding_attention'");
+  }
+  TORCH_CHECK(!(architecture_ == LlamaArchitecture::kQwen2 && attention_bias_), c,
+              "attention_bias does not apply to Qwen2 (its q/k/v biases are fixed by the architecture)");
+  TORCH_CHECK(!(architecture_ != LlamaArchitecture::kLlama && mlp_bias_), c, "mlp_bias is only supported for Llama");
+  TORCH_CHECK(!(architecture_ == LlamaArchitecture::kLlama && sliding_window_ > 0), c,
+              "Llama has no sliding-window attention; sliding_window must be 0, got ", sliding_window_);
   const RopeScaling& r = rope_scaling_;
   if (r.rope_type() != RopeType::kDefault) {
     TORCH_CHECK(r.factor() > 0 && std::isfinite(r.factor()), c, "rope_scaling.factor must be > 0, got ", r.factor());
@@ -194,36 +265,45 @@ LlamaConfig LlamaConfig::from_json_string(const std::string& text, const std::st
   const Fields f(root, source);
 
   // The architecture: architectures[0] and model_type must name the same supported family.
-  std::string from_architectures, from_model_type;
+  const ArchitectureInfo* from_architectures = nullptr;
+  const ArchitectureInfo* from_model_type = nullptr;
+  bool classifier = false;
+  std::string class_name;
   if (f.has("architectures")) {
     const json& list = root.at("architectures");
     TORCH_CHECK(list.is_array() && list.size() == 1 && list[0].is_string(), f.where("architectures"),
                 " must be a list of one architecture name, got ", show(list));
-    from_architectures = list[0].get<std::string>();
-    TORCH_CHECK(from_architectures == "LlamaForCausalLM" || from_architectures == "Qwen2ForCausalLM" ||
-                    from_architectures == "LlamaForSequenceClassification" ||
-                    from_architectures == "Qwen2ForSequenceClassification",
-                f.where("architectures"), " is '", from_architectures,
-                "'; supported: 'LlamaForCausalLM', 'Qwen2ForCausalLM', 'LlamaForSequenceClassification', "
-                "'Qwen2ForSequenceClassification'");
+    class_name = list[0].get<std::string>();
+    for (const auto& info : kArchitectures) {
+      const std::string prefix = info.class_prefix;
+      if (class_name == prefix + "ForCausalLM" || class_name == prefix + "ForSequenceClassification") {
+        from_architectures = &info;
+        classifier = class_name == prefix + "ForSequenceClassification";
+      }
+    }
+    TORCH_CHECK(from_architectures != nullptr, f.where("architectures"), " is '", class_name, "'; supported: ",
+                supported_list(true));
   }
-  const bool classifier = from_architectures.find("ForSequenceClassification") != std::string::npos;
   if (f.has("model_type")) {
-    from_model_type = f.string("model_type", "");
-    TORCH_CHECK(from_model_type == "llama" || from_model_type == "qwen2", f.where("model_type"), " is '",
-                from_model_type, "'; supported: 'llama', 'qwen2'");
+    const std::string name = f.string("model_type", "");
+    for (const auto& info : kArchitectures) {
+      if (name == info.model_type) from_model_type = &info;
+    }
+    TORCH_CHECK(from_model_type != nullptr, f.where("model_type"), " is '", name, "'; supported: ",
+                supported_list(false));
   }
-  TORCH_CHECK(!from_architectures.empty() || !from_model_type.empty(), source,
+  TORCH_CHECK(from_architectures != nullptr || from_model_type != nullptr, source,
               ": neither architectures nor model_type is given; cannot tell which model this is");
-  const bool qwen2 =
-      from_architectures.empty() ? from_model_type == "qwen2" : from_architectures.rfind("Qwen2", 0) == 0;
-  if (!from_architectures.empty() && !from_model_type.empty()) {
-    TORCH_CHECK(qwen2 == (from_model_type == "qwen2"), f.where("model_type"), " is '", from_model_type,
-                "' but architectures names '", from_architectures, "'");
+  if (from_architectures != nullptr && from_model_type != nullptr) {
+    TORCH_CHECK(from_architectures == from_model_type, f.where("model_type"), " is '", from_model_type->model_type,
+                "' but architectures names '", class_name, "'");
   }
+  const ArchitectureInfo& arch = from_architectures != nullptr ? *from_architectures : *from_model_type;
+  const LlamaArchitecture a = arch.architecture;
+  const bool qwen = a == LlamaArchitecture::kQwen2 || a == LlamaArchitecture::kQwen3;
 
   LlamaConfig config;
-  config.architecture(qwen2 ? LlamaArchitecture::kQwen2 : LlamaArchitecture::kLlama);
+  config.architecture(a);
   if (classifier) {
     // transformers: num_labels is the size of id2label, 2 by default.
     int64_t labels = 2;
@@ -235,20 +315,20 @@ LlamaConfig LlamaConfig::from_json_string(const std::string& text, const std::st
     }
     config.num_labels(labels);
   }
-  config.vocab_size(f.integer("vocab_size", qwen2 ? 151936 : 32000))
+  config.vocab_size(f.integer("vocab_size", arch.vocab_size))
       .hidden_size(f.integer("hidden_size", 4096))
-      .intermediate_size(f.integer("intermediate_size", qwen2 ? 22016 : 11008))
+      .intermediate_size(f.integer("intermediate_size", arch.intermediate_size))
       .num_hidden_layers(f.integer("num_hidden_layers", 32))
       .num_attention_heads(f.integer("num_attention_heads", 32));
-  config.num_key_value_heads(f.integer("num_key_value_heads", qwen2 ? 32 : config.num_attention_heads()))
-      .head_dim(f.integer("head_dim", 0))
+  config.num_key_value_heads(
+            f.integer("num_key_value_heads", arch.key_value_heads > 0 ? arch.key_value_heads : config.num_attention_heads()))
+      .head_dim(f.integer("head_dim", arch.head_dim))
       .rms_norm_eps(f.number("rms_norm_eps", 1e-6))
-      .max_position_embeddings(f.integer("max_position_embeddings", qwen2 ? 32768 : 2048))
+      .max_position_embeddings(f.integer("max_position_embeddings", arch.max_position_embeddings))
       .tie_word_embeddings(f.boolean("tie_word_embeddings", false))
       .initializer_range(f.number("initializer_range", 0.02))
       .pad_token_id(f.optional_integer("pad_token_id"))
-      .bos_token_id(root.contains("bos_token_id") ? f.optional_integer("bos_token_id")
-                                                  : (qwen2 ? std::nullopt : std::optional<int64_t>(1)));
+      .bos_token_id(root.contains("bos_token_id") ? f.optional_integer("bos_token_id") : arch.bos);
   TORCH_CHECK(!f.has("head_dim") || config.head_dim() > 0, f.where("head_dim"), " must be > 0, got ",
               config.head_dim());
   if (f.has("eos_token_id")) {
@@ -265,8 +345,8 @@ LlamaConfig LlamaConfig::from_json_string(const std::string& text, const std::st
       }
     }
     config.eos_token_ids(ids);
-  } else if (!qwen2 && !root.contains("eos_token_id")) {
-    config.eos_token_ids({2});
+  } else if (arch.eos && !root.contains("eos_token_id")) {
+    config.eos_token_ids({*arch.eos});
   }
   config.torch_dtype(f.has("dtype") ? f.string("dtype", "") : f.string("torch_dtype", ""));
 
@@ -275,28 +355,55 @@ LlamaConfig LlamaConfig::from_json_string(const std::string& text, const std::st
               "'; only 'silu' (SwiGLU) is supported");
   TORCH_CHECK(f.number("attention_dropout", 0.0) == 0.0, f.where("attention_dropout"), " is ",
               show(root.at("attention_dropout")), "; only 0 is supported (no dropout is implemented)");
-  if (!qwen2) {
-    TORCH_CHECK(!f.boolean("attention_bias", false), f.where("attention_bias"),
-                " is true; LlamaForCausalLM is supported without attention biases only");
-    TORCH_CHECK(!f.boolean("mlp_bias", false), f.where("mlp_bias"),
-                " is true; LlamaForCausalLM is supported without MLP biases only");
-  } else {
-    const int64_t layers = config.num_hidden_layers();
+  // Qwen2's q/k/v biases are fixed by its architecture, so a file's attention_bias is ignored; Mistral has no
+  // such field.
+  if (a == LlamaArchitecture::kLlama || a == LlamaArchitecture::kQwen3) {
+    config.attention_bias(f.boolean("attention_bias", false));
+  }
+  if (a == LlamaArchitecture::kLlama) config.mlp_bias(f.boolean("mlp_bias", false));
+
+  const int64_t layers = config.num_hidden_layers();
+  if (a == LlamaArchitecture::kMistral) {
+    // MistralConfig's sliding_window defaults to 4096 and applies to every layer; null turns it off.
+    if (!root.contains("sliding_window")) {
+      config.sliding_window(4096);
+    } else if (f.has("sliding_window")) {
+      const int64_t window = f.integer("sliding_window", 0);
+      TORCH_CHECK(window > 0, f.where("sliding_window"), " must be null or > 0, got ", window);
+      config.sliding_window(window);
+    }
+  } else if (qwen) {
+    // Qwen2Config / Qwen3Config: sliding_window only counts with use_sliding_window, and layer_types (given,
+    // or derived from max_window_layers) says which layers use it.
+    int64_t window = 0;
+    if (f.boolean("use_sliding_window", false)) {
+      window = root.contains("sliding_window") ? (f.has("sliding_window") ? f.integer("sliding_window", 0) : 0) : 4096;
+      TORCH_CHECK(window >= 0, f.where("sliding_window"), " must be null or > 0, got ", window);
+    }
+    std::vector<std::string> types;
     if (f.has("layer_types")) {
-      const json& types = root.at("layer_types");
-      TORCH_CHECK(types.is_array() && static_cast<int64_t>(types.size()) == layers, f.where("layer_types"),
-                  " must list one type per layer (", layers, "), got ", show(types));
-      for (size_t i = 0; i < types.size(); ++i) {
-        TORCH_CHECK(types[i].is_string() && types[i].get<std::string>() == "full_attention", f.where("layer_types"),
-                    "[", i, "] is ", show(types[i]), "; only 'full_attention' is supported (no sliding window)");
+      const json& list = root.at("layer_types");
+      TORCH_CHECK(list.is_array() && static_cast<int64_t>(list.size()) == layers, f.where("layer_types"),
+                  " must list one type per layer (", layers, "), got ", show(list));
+      for (size_t i = 0; i < list.size(); ++i) {
+        const bool known = list[i].is_string() && (list[i].get<std::string>() == "full_attention" ||
+                                                   list[i].get<std::string>() == "sliding_attention");
+        TORCH_CHECK(known, f.where("layer_types"), "[", i, "] is ", show(list[i]),
+                    "; supported: 'full_attention', 'sliding_attention'");
+        types.push_back(list[i].get<std::string>());
+      }
+    } else {
+      const int64_t first_sliding = f.integer("max_window_layers", 28);
+      for (int64_t i = 0; i < layers; ++i) {
+        types.push_back(window > 0 && i >= first_sliding ? "sliding_attention" : "full_attention");
       }
     }
-    if (f.boolean("use_sliding_window", false)) {
-      const int64_t first_sliding = f.integer("max_window_layers", 28);
-      TORCH_CHECK(first_sliding >= layers, f.where("use_sliding_window"), " is true and max_window_layers (",
-                  first_sliding, ") < num_hidden_layers (", layers,
-                  "), so layers would use sliding-window attention, which is not supported");
+    for (size_t i = 0; i < types.size(); ++i) {
+      TORCH_CHECK(types[i] == "full_attention" || window > 0, f.where("layer_types"), "[", i,
+                  "] is 'sliding_attention' but no sliding window is set (use_sliding_window is false or "
+                  "sliding_window is null)");
     }
+    config.sliding_window(window).layer_types(types);
   }
   read_rope(root, f, source, config);
   try {
@@ -308,11 +415,12 @@ LlamaConfig LlamaConfig::from_json_string(const std::string& text, const std::st
 }
 
 std::string LlamaConfig::to_json_string() const {
-  const bool qwen2 = architecture_ == LlamaArchitecture::kQwen2;
+  const LlamaArchitecture a = architecture_;
+  const bool qwen = a == LlamaArchitecture::kQwen2 || a == LlamaArchitecture::kQwen3;
   using ojson = nlohmann::ordered_json;
   ojson j;
   j["architectures"] = ojson::array({architecture_name()});
-  j["model_type"] = qwen2 ? "qwen2" : "llama";
+  j["model_type"] = model_type();
   j["vocab_size"] = vocab_size_;
   j["hidden_size"] = hidden_size_;
   j["intermediate_size"] = intermediate_size_;
@@ -336,12 +444,19 @@ std::string LlamaConfig::to_json_string() const {
   j["tie_word_embeddings"] = tie_word_embeddings_;
   j["initializer_range"] = initializer_range_;
   j["attention_dropout"] = 0.0;
-  if (qwen2) {
-    j["use_sliding_window"] = false;
-    j["layer_types"] = std::vector<std::string>(static_cast<size_t>(num_hidden_layers_), "full_attention");
-  } else {
-    j["attention_bias"] = false;
-    j["mlp_bias"] = false;
+  if (a == LlamaArchitecture::kLlama || a == LlamaArchitecture::kQwen3) j["attention_bias"] = attention_bias_;
+  if (a == LlamaArchitecture::kLlama) j["mlp_bias"] = mlp_bias_;
+  if (a == LlamaArchitecture::kMistral) {
+    j["sliding_window"] = sliding_window_ > 0 ? ojson(sliding_window_) : ojson(nullptr);
+  } else if (qwen) {
+    std::vector<std::string> types = layer_types_;
+    if (types.empty()) {
+      types.assign(static_cast<size_t>(num_hidden_layers_), sliding_window_ > 0 ? "sliding_attention" : "full_attention");
+    }
+    j["use_sliding_window"] = sliding_window_ > 0;
+    j["sliding_window"] = sliding_window_ > 0 ? ojson(sliding_window_) : ojson(nullptr);
+    j["max_window_layers"] = num_hidden_layers_;  // layer_types, written below, is what transformers uses
+    j["layer_types"] = types;
   }
   j["pad_token_id"] = pad_token_id_ ? ojson(*pad_token_id_) : ojson(nullptr);
   j["bos_token_id"] = bos_token_id_ ? ojson(*bos_token_id_) : ojson(nullptr);

@@ -48,7 +48,8 @@ torch::Tensor LlamaForSequenceClassificationImpl::forward(const torch::Tensor& i
 }
 
 void save_llama_sequence_classifier(const LlamaModelImpl& decoder, const torch::Tensor& score_weight,
-                                    const LlamaConfig& config, const std::string& directory) {
+                                    const LlamaConfig& config, const std::string& directory,
+                                    std::optional<torch::Dtype> dtype) {
   TORCH_CHECK(score_weight.defined() && score_weight.dim() == 2 && score_weight.size(1) == config.hidden_size(),
               "score_weight must have shape [num_labels, hidden_size = ", config.hidden_size(), "], got ",
               score_weight.defined() ? io::shape_string(score_weight.sizes()) : std::string("undefined"));
@@ -58,7 +59,7 @@ void save_llama_sequence_classifier(const LlamaModelImpl& decoder, const torch::
                                                                         : tensors.front().second.scalar_type()));
   LlamaConfig out = config;
   out.num_labels(score_weight.size(0));
-  io::save_checkpoint_folder(tensors, out, directory);
+  io::save_checkpoint_folder(tensors, out, directory, dtype);
 }
 
 void save_llama_sequence_classifier(const LlamaForSequenceClassificationImpl& model, const std::string& directory) {

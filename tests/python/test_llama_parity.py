@@ -1,8 +1,9 @@
 """Parity of prefopt's Llama-family model with Hugging Face transformers.
 
-Builds tiny random LlamaForCausalLM and Qwen2ForCausalLM models with transformers (float32; hidden 64, 2 layers,
-4 heads, 2 key/value heads, vocabulary 101), saves them with save_pretrained (single-file and sharded with an index,
-tied and untied embeddings, Llama 3 rope scaling, a BF16 checkpoint), runs the C++ helper
+Builds tiny random LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and MistralForCausalLM models with
+transformers (float32; hidden 64, 2 layers, 4 heads, 2 key/value heads, vocabulary 101), saves them with
+save_pretrained (single-file and sharded with an index, tied and untied embeddings, Llama 3, linear and dynamic rope
+scaling, sliding windows shorter than the input, biases, a BF16 checkpoint), runs the C++ helper
 tests/model/llama_logits_dump.cpp (built as <build>/tests/prefopt_llama_logits_dump) on the saved folder, and
 compares its logits and final hidden states with transformers' on the same input ids, one case with right padding
 and an attention mask. The float32 logits must agree within 1e-4 (max abs difference, printed per case with -s or in
@@ -23,29 +24,37 @@ transformers = pytest.importorskip("transformers", reason="transformers is not i
 safetensors_torch = pytest.importorskip("safetensors.torch", reason="safetensors is not installed")
 
 REPO = Path(__file__).resolve().parents[2]
+CONFIGS = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config,
+           "mistral": transformers.MistralConfig}
+CLASSES = {"llama": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM,
+           "qwen3": transformers.Qwen3ForCausalLM, "mistral": transformers.MistralForCausalLM}
 HELPER = "prefopt_llama_logits_dump"
 TOLERANCE = 1e-4
 
 
-def _helper_path() -> Path:
-    """The built helper: $PREFOPT_LLAMA_DUMP, else next to $PREFOPT_LIBRARY's build, else build/ and build-*/."""
-    env = os.environ.get("PREFOPT_LLAMA_DUMP")
+def built_helper(name: str, env_var: str) -> Path:
+    """A C++ test helper: $env_var, else next to $PREFOPT_LIBRARY's build, else build/ and build-*/."""
+    env = os.environ.get(env_var)
     if env:
         return Path(env)
     candidates = []
     library = os.environ.get("PREFOPT_LIBRARY")
     if library:
-        candidates.append(Path(library).resolve().parent / "tests" / HELPER)
-    candidates.append(REPO / "build" / "tests" / HELPER)
-    candidates += sorted(REPO.glob(f"build-*/tests/{HELPER}"))
+        candidates.append(Path(library).resolve().parent / "tests" / name)
+    candidates.append(REPO / "build" / "tests" / name)
+    candidates += sorted(REPO.glob(f"build-*/tests/{name}"))
     for path in candidates:
         if path.is_file():
             return path
     looked = "\n  ".join(str(p) for p in candidates)
     pytest.fail(
-        f"{HELPER} is not built. Looked at:\n  {looked}\nBuild it with `bash scripts/build.sh` (or "
-        f"`cmake --build build --target {HELPER}`), or set PREFOPT_LLAMA_DUMP to its path."
+        f"{name} is not built. Looked at:\n  {looked}\nBuild it with `bash scripts/build.sh` (or "
+        f"`cmake --build build --target {name}`), or set {env_var} to its path."
     )
+
+
+def _helper_path() -> Path:
+    return built_helper(HELPER, "PREFOPT_LLAMA_DUMP")
 
 
 def _config(architecture: str, **overrides):
@@ -60,16 +69,13 @@ def _config(architecture: str, **overrides):
         rms_norm_eps=1e-5,
     )
     common.update(overrides)
-    if architecture == "llama":
-        return transformers.LlamaConfig(**common)
-    return transformers.Qwen2Config(**common)
+    return CONFIGS[architecture](**common)
 
 
 def _model(architecture: str, seed: int, **overrides):
     torch.manual_seed(seed)
     config = _config(architecture, **overrides)
-    cls = transformers.LlamaForCausalLM if architecture == "llama" else transformers.Qwen2ForCausalLM
-    model = cls(config).to(torch.float32).eval()
+    model = CLASSES[architecture](config).to(torch.float32).eval()
     # Weights larger than the 0.02 initialisation, so that attention, rotary angles and the MLP all move the logits.
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -205,6 +211,54 @@ def test_checkpoint_saved_by_prefopt_loads_in_transformers(architecture, tied, t
     got, _ = _reference(reloaded, INPUT_IDS, None)
     diff = (got - expected).abs().max().item()
     print(f"\n[llama parity] {architecture} saved by prefopt, loaded by transformers: max |logits diff| = {diff:.3e}")
+    assert diff <= TOLERANCE
+
+
+# The architectures and options beyond Llama / Qwen2 defaults. The inputs are 12 tokens long, so a window of 5
+# hides most of each row's past and max_position_embeddings 8 puts dynamic rope in its scaled regime.
+VARIANTS = {
+    "qwen3": ("qwen3", dict(head_dim=16)),
+    "qwen3 attention_bias, sliding layer 1": ("qwen3", dict(head_dim=16, attention_bias=True, use_sliding_window=True,
+                                                            sliding_window=5, max_window_layers=1)),
+    "qwen2 sliding window": ("qwen2", dict(use_sliding_window=True, sliding_window=5, max_window_layers=0)),
+    "mistral sliding window": ("mistral", dict(sliding_window=5)),
+    "mistral no window, tied": ("mistral", dict(sliding_window=None, tie_word_embeddings=True)),
+    "llama dynamic rope": ("llama", dict(max_position_embeddings=8,
+                                         rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0})),
+    "llama linear rope": ("llama", dict(rope_parameters={"rope_type": "linear", "factor": 3.0, "rope_theta": 10000.0})),
+    "llama attention and mlp biases": ("llama", dict(attention_bias=True, mlp_bias=True)),
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_architecture_variants(name, tmp_path):
+    architecture, overrides = VARIANTS[name]
+    model = _model(architecture, seed=20, **overrides)
+    model.save_pretrained(tmp_path / "model")
+    mask = torch.ones_like(INPUT_IDS)
+    mask[0, 9:] = 0
+    ids = INPUT_IDS.clone()
+    ids[0, 9:] = 0
+    _compare(name, model, tmp_path / "model", INPUT_IDS, None, tmp_path)
+    _compare(name + ", right padding", model, tmp_path / "model", ids, mask, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["qwen3 attention_bias, sliding layer 1", "mistral sliding window",
+                                  "llama dynamic rope", "qwen2 sliding window"])
+def test_architecture_variants_round_trip_through_prefopt(name, tmp_path):
+    architecture, overrides = VARIANTS[name]
+    model = _model(architecture, seed=21, **overrides)
+    model.save_pretrained(tmp_path / "model")
+    _run_helper(tmp_path / "model", INPUT_IDS, None, tmp_path, resave=tmp_path / "resaved")
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "resaved", dtype=torch.float32).eval()
+    assert type(reloaded) is type(model)
+    for key in ("sliding_window", "layer_types", "attention_bias", "rope_parameters", "head_dim"):
+        if hasattr(model.config, key):
+            assert getattr(reloaded.config, key) == getattr(model.config, key), key
+    expected, _ = _reference(model, INPUT_IDS, None)
+    got, _ = _reference(reloaded, INPUT_IDS, None)
+    diff = (got - expected).abs().max().item()
+    print(f"\n[llama parity] {name} saved by prefopt, loaded by transformers: max |logits diff| = {diff:.3e}")
     assert diff <= TOLERANCE
 
 

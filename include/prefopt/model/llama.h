@@ -1,12 +1,18 @@
 // LlamaForCausalLM: a decoder-only transformer of the Llama family (RMSNorm, rotary embeddings, SwiGLU MLP,
-// grouped-query attention, tied or untied embeddings) as a torch::nn::Module, whose parameter names are those of
-// Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM, plus loading and saving of Hugging Face checkpoint folders.
-// It computes logits or final hidden states of whole sequences; it never keeps a KV cache, never applies dropout
-// and never computes a loss (scoring does that from the logits or, without forming them, from hidden states).
+// grouped-query attention, tied or untied embeddings; Qwen2's biases, Qwen3's q/k norms, Mistral's sliding window)
+// as a torch::nn::Module whose parameter names are those of Hugging Face's *ForCausalLM, plus loading and saving of
+// Hugging Face checkpoint folders. It computes logits or final hidden states, of whole sequences or incrementally
+// against a KVCache, optionally recomputing each layer's activations in the backward (activation checkpointing).
+// It never applies dropout, never samples and never computes a loss (scoring does that from the logits or, without
+// forming them, from hidden states).
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
@@ -38,30 +44,78 @@ class RMSNormImpl : public torch::nn::Cloneable<RMSNormImpl> {
 };
 TORCH_MODULE(RMSNorm);
 
-/// Grouped-query causal self-attention with rotary embeddings: q_proj, k_proj, v_proj (biases for Qwen2),
-/// o_proj; each key/value head serves num_attention_heads / num_key_value_heads query heads.
-/// - x: [B, T, hidden_size]; cos, sin: [B or 1, 1, T, head_dim] in x's dtype; mask: undefined (plain causal)
-///   or [B, 1, T, T] bool, true where a query may attend a key. Returns [B, T, hidden_size].
+/// The keys and values of the positions a model has already seen, per layer, so that the next tokens' forward
+/// computes only their own (incremental decoding; generate.h uses it). Keys are stored after the rotation, before
+/// the key/value heads are repeated for grouped-query attention. Make one with LlamaForCausalLMImpl::new_cache;
+/// forward_cached fills it.
+struct KVCache {
+  /// Per layer [B, num_key_value_heads, capacity, head_dim] in the model's dtype; positions [0, length) are filled.
+  std::vector<torch::Tensor> keys, values;
+  /// [B, capacity] bool: false at the filled positions that were padding (never attended to).
+  torch::Tensor key_mask;
+  /// Positions filled so far.
+  int64_t length = 0;
+  int64_t capacity() const { return key_mask.defined() ? key_mask.size(1) : 0; }
+};
+
+/// A trainable change an adapter (LoRA, lora.h) adds to one linear projection of the model: while the model's
+/// adapters are enabled, the projection computes linear(x) + update->forward(x). The model holds updates without
+/// owning their parameters: they are not among its parameters(), not in its checkpoints and not cloned.
+class ProjectionUpdate {
+ public:
+  virtual ~ProjectionUpdate() = default;
+  /// x: [..., in_features] -> [..., out_features], in x's dtype.
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+  /// The tensors it trains (activation checkpointing returns their gradients too).
+  virtual std::vector<torch::Tensor> parameters() const = 0;
+};
+
+/// The adapter updates of one block's projections, by projection name ("q_proj", "gate_proj", ...), and whether
+/// they apply. Cleared when the module is reset or cloned.
+struct ProjectionUpdates {
+  std::map<std::string, std::shared_ptr<ProjectionUpdate>> by_name;
+  bool enabled = true;
+  /// linear(x), plus the named update's output when there is one and updates are enabled.
+  torch::Tensor apply(const std::string& name, torch::nn::Linear& linear, const torch::Tensor& x) const;
+  std::vector<torch::Tensor> parameters() const;
+};
+
+/// Grouped-query causal self-attention with rotary embeddings: q_proj, k_proj, v_proj (biases for Qwen2 or with
+/// attention_bias), o_proj (a bias with attention_bias), Qwen3's per-head q_norm and k_norm; each key/value head
+/// serves num_attention_heads / num_key_value_heads query heads.
+/// - x: [B, T, hidden_size]; cos, sin: [B or 1, 1, T, head_dim] in x's dtype; mask: undefined (plain causal over
+///   the T positions) or [B, 1, T, S] bool, true where a query may attend a key, S = T without a cache and
+///   cache length + T with one.
+/// - cache, layer: when cache is given, this forward's keys and values are written at positions
+///   [cache->length, cache->length + T) of layer `layer`'s tensors and the queries attend to all S of them (the
+///   caller advances cache->length). Returns [B, T, hidden_size].
 class LlamaAttentionImpl : public torch::nn::Cloneable<LlamaAttentionImpl> {
  public:
   explicit LlamaAttentionImpl(const LlamaConfig& config);
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask);
+                        const torch::Tensor& mask, KVCache* cache = nullptr, int64_t layer = 0);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  /// Qwen3 only (null otherwise): RMSNorm over head_dim of each query / key head.
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};
+  /// Adapter updates of q_proj, k_proj, v_proj, o_proj.
+  ProjectionUpdates updates;
 
  private:
   LlamaConfig config_;
 };
 TORCH_MODULE(LlamaAttention);
 
-/// SwiGLU feed-forward: down_proj(silu(gate_proj(x)) * up_proj(x)), no biases. x: [..., hidden_size].
+/// SwiGLU feed-forward: down_proj(silu(gate_proj(x)) * up_proj(x)), biases only with mlp_bias.
+/// x: [..., hidden_size].
 class LlamaMLPImpl : public torch::nn::Cloneable<LlamaMLPImpl> {
  public:
   explicit LlamaMLPImpl(const LlamaConfig& config);
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  /// Adapter updates of gate_proj, up_proj, down_proj.
+  ProjectionUpdates updates;
 
  private:
   LlamaConfig config_;
@@ -69,12 +123,13 @@ class LlamaMLPImpl : public torch::nn::Cloneable<LlamaMLPImpl> {
 TORCH_MODULE(LlamaMLP);
 
 /// One pre-norm block: h = x + self_attn(input_layernorm(x)); out = h + mlp(post_attention_layernorm(h)).
+/// Arguments as LlamaAttentionImpl::forward.
 class LlamaDecoderLayerImpl : public torch::nn::Cloneable<LlamaDecoderLayerImpl> {
  public:
   explicit LlamaDecoderLayerImpl(const LlamaConfig& config);
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask);
+                        const torch::Tensor& mask, KVCache* cache = nullptr, int64_t layer = 0);
   LlamaAttention self_attn{nullptr};
   LlamaMLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -90,22 +145,32 @@ class LlamaModelImpl : public torch::nn::Cloneable<LlamaModelImpl> {
  public:
   explicit LlamaModelImpl(const LlamaConfig& config);
   void reset() override;
+  /// Arguments as LlamaForCausalLMImpl::hidden_states; with a cache, as LlamaForCausalLMImpl::forward_cached.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
-                        const torch::Tensor& position_ids = {});
+                        const torch::Tensor& position_ids = {}, KVCache* cache = nullptr);
+  /// See LlamaForCausalLMImpl::set_gradient_checkpointing.
+  void set_gradient_checkpointing(bool enabled) { gradient_checkpointing_ = enabled; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
+  /// An adapter's trainable copy of the embedding matrix (PEFT's modules_to_save), used instead of
+  /// embed_tokens->weight while adapters are enabled; undefined: none.
+  torch::Tensor embed_tokens_override;
+  bool adapters_enabled = true;
 
  private:
   LlamaConfig config_;
+  bool gradient_checkpointing_ = false;
   // [head_dim / 2] float32 on the CPU: the rotary inverse frequencies, rope scaling applied. Not a buffer, so it
   // is neither saved nor converted to the model's dtype; it is moved to the inputs' device when used.
   torch::Tensor inv_freq_;
 };
 TORCH_MODULE(LlamaModel);
 
-/// A Llama-family causal language model (LlamaForCausalLM, Qwen2ForCausalLM): the decoder plus lm_head, which
-/// is the embedding matrix itself when config.tie_word_embeddings (then no lm_head submodule exists).
+/// A Llama-family causal language model (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
+/// MistralForCausalLM): the decoder plus lm_head, which is the embedding matrix itself when
+/// config.tie_word_embeddings (then no lm_head submodule exists).
 ///
 /// Parameter names are Hugging Face's ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
 /// ..., "lm_head.weight"), so named_parameters() matches a checkpoint's keys. A new model is initialised as
@@ -129,6 +194,15 @@ TORCH_MODULE(LlamaModel);
 /// torch::Tensor hidden = model->hidden_states(ids, mask);                // [2, 4, H]
 /// // fused scoring without the [B, T, V] logits:
 /// // prefopt::fused_linear_logps(hidden.view({-1, H}), model->lm_head_weight(), labels.view({-1}));
+///
+/// // incremental decoding: the prompt once, then one token at a time
+/// torch::NoGradGuard no_grad;
+/// auto cache = model->new_cache(/*batch=*/1, /*capacity=*/16);
+/// auto first = model->forward_cached(ids.slice(0, 1, 2), {}, {}, cache);  // [1, 4, V]; cache.length == 4
+/// auto next = model->forward_cached(first.select(1, -1).argmax(-1).unsqueeze(1), {}, {}, cache);  // [1, 1, V]
+///
+/// // training a long sequence in less memory
+/// model->set_gradient_checkpointing(true);
 /// ```
 class LlamaForCausalLMImpl : public torch::nn::Cloneable<LlamaForCausalLMImpl> {
  public:
@@ -147,9 +221,43 @@ class LlamaForCausalLMImpl : public torch::nn::Cloneable<LlamaForCausalLMImpl> {
                               const torch::Tensor& position_ids = {});
   /// hidden [..., hidden_size] -> logits [..., vocab_size] (hidden @ lm_head_weight()^T).
   torch::Tensor logits(const torch::Tensor& hidden);
-  /// The output projection [vocab_size, hidden_size], the very parameter the logits use (the embedding's weight
-  /// when tied), so a loss computed from it sends gradients to the model.
+  /// The output projection [vocab_size, hidden_size], the very tensor the logits use (the embedding's weight
+  /// when tied; lm_head_override while adapters are enabled and it is set), so a loss computed from it sends
+  /// gradients to the model.
   torch::Tensor lm_head_weight() const;
+
+  /// An empty cache for `batch` rows and up to `capacity` positions, in the parameters' dtype and on their device
+  /// (2 * layers * batch * capacity * num_key_value_heads * head_dim elements).
+  KVCache new_cache(int64_t batch, int64_t capacity) const;
+  /// Logits [B, T, vocab_size] of T new tokens per row that follow the cache->length positions already in the
+  /// cache, whose keys and values this call appends (cache->length grows by T). No gradient is recorded through
+  /// the cache; call it under torch::NoGradGuard.
+  /// - input_ids: [B, T] integers; B the cache's batch; cache->length + T <= its capacity.
+  /// - attention_mask: undefined (all real) or [B, T] 0/1: 0 marks a padding token no later query attends to
+  ///   (left padding of the prompt, or a finished row's filler).
+  /// - position_ids: [B, T] or [1, T] integers (the rotary positions; with left padding, count from each row's
+  ///   first real token); undefined: cache->length + 0..T-1.
+  /// Logits equal forward() on the whole sequence at the same positions, up to float rounding.
+  torch::Tensor forward_cached(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                               const torch::Tensor& position_ids, KVCache& cache);
+
+  /// Activation checkpointing (transformers' gradient_checkpointing_enable): while enabled, in train mode with
+  /// gradients recorded, each decoder layer keeps only its input from the forward and recomputes its activations
+  /// in the backward (with the forward's autocast state and random state), trading about one extra forward for
+  /// the memory of every layer's intermediate tensors. Gradients equal the plain run's up to float rounding.
+  /// The module must outlive the backward of a forward run with it.
+  void set_gradient_checkpointing(bool enabled);
+  bool gradient_checkpointing() const;
+
+  /// Switches every adapter update (ProjectionUpdate, lm_head_override, embed_tokens_override) on or off; off,
+  /// the model computes with its own weights only. TRL's reference for a PEFT model is the policy with its
+  /// adapters off, which prefopt's trainer takes the same way. See AdaptersDisabled.
+  void set_adapters_enabled(bool enabled);
+  bool adapters_enabled() const;
+
+  /// An adapter's trainable copy of the output projection [vocab_size, hidden_size] (PEFT's modules_to_save),
+  /// which lm_head_weight() returns while adapters are enabled; undefined: none.
+  torch::Tensor lm_head_override;
 
   const LlamaConfig& config() const { return config_; }
 
@@ -161,6 +269,30 @@ class LlamaForCausalLMImpl : public torch::nn::Cloneable<LlamaForCausalLMImpl> {
   LlamaConfig config_;
 };
 TORCH_MODULE(LlamaForCausalLM);
+
+/// Turns a model's adapters off for a scope and restores their previous state after (the reference forward of a
+/// LoRA policy).
+///
+/// Example:
+/// ```
+/// {
+///   prefopt::AdaptersDisabled off(*model);
+///   auto ref_logits = model->forward(ids, mask);  // the base model's
+/// }
+/// ```
+class AdaptersDisabled {
+ public:
+  explicit AdaptersDisabled(LlamaForCausalLMImpl& model) : model_(model), was_(model.adapters_enabled()) {
+    model_.set_adapters_enabled(false);
+  }
+  ~AdaptersDisabled() { model_.set_adapters_enabled(was_); }
+  AdaptersDisabled(const AdaptersDisabled&) = delete;
+  AdaptersDisabled& operator=(const AdaptersDisabled&) = delete;
+
+ private:
+  LlamaForCausalLMImpl& model_;
+  bool was_;
+};
 
 /// How load_llama builds the model.
 struct LlamaLoadOptions {
@@ -186,14 +318,17 @@ LlamaForCausalLM load_llama(const std::string& directory, const LlamaLoadOptions
 /// Loads the weights of a checkpoint folder (as load_llama) into an existing model with the same structure.
 void load_llama_weights(LlamaForCausalLMImpl& model, const std::string& directory);
 
-/// Writes config.json and model.safetensors (the parameters in their dtype, Hugging Face's names; no lm_head
-/// tensor when tied) into directory, creating it; the result loads with load_llama and with transformers'
-/// from_pretrained. Files are written to a temporary name and renamed, so a failure leaves no partial file.
+/// Writes config.json and model.safetensors (the parameters in their dtype, or converted to `dtype` when given;
+/// Hugging Face's names; no lm_head tensor when tied) into directory, creating it; the result loads with
+/// load_llama and with transformers' from_pretrained. Files are written to a temporary name and renamed, so a
+/// failure leaves no partial file.
 ///
 /// Example:
 /// ```
 /// prefopt::save_llama(*model, "out/final");
+/// prefopt::save_llama(*model, "out/final-bf16", torch::kBFloat16);  // fp32 training, bf16 weights on disk
 /// ```
-void save_llama(const LlamaForCausalLMImpl& model, const std::string& directory);
+void save_llama(const LlamaForCausalLMImpl& model, const std::string& directory,
+                std::optional<torch::Dtype> dtype = std::nullopt);
 
 }  // namespace prefopt::model

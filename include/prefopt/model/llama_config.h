@@ -11,9 +11,15 @@
 
 namespace prefopt::model {
 
-/// The Hugging Face architectures LlamaConfig describes. They differ only in the attention projections:
-/// Qwen2 has biases on q_proj, k_proj and v_proj (not o_proj); Llama has none.
-enum class LlamaArchitecture { kLlama, kQwen2 };
+/// The Hugging Face architectures LlamaConfig describes. They share the Llama block (RMSNorm, rotary embeddings,
+/// SwiGLU, grouped-query attention) and differ in:
+/// - kLlama: biases on every attention projection when attention_bias, on the MLP when mlp_bias.
+/// - kQwen2: biases on q_proj, k_proj and v_proj (never o_proj); sliding-window attention on the layers
+///   layer_types marks "sliding_attention".
+/// - kQwen3: an RMSNorm over each head of the queries and keys (q_norm, k_norm, before the rotation); biases on
+///   all four projections when attention_bias; sliding layers as Qwen2.
+/// - kMistral: sliding-window attention on every layer when sliding_window is set.
+enum class LlamaArchitecture { kLlama, kQwen2, kQwen3, kMistral };
 
 /// How rotary frequencies are rescaled (Hugging Face's rope_type).
 enum class RopeType {
@@ -24,6 +30,11 @@ enum class RopeType {
   /// Llama 3.1's piecewise rescaling by factor, low_freq_factor, high_freq_factor and
   /// original_max_position_embeddings ("llama3").
   kLlama3,
+  /// Dynamic NTK scaling ("dynamic"): for a forward whose largest position p reaches past
+  /// max_position_embeddings M, theta becomes theta * (factor * (p + 1) / M - (factor - 1))^(d / (d - 2)).
+  /// Computed per forward from that forward's positions; transformers instead keeps the largest frequencies
+  /// it has seen in the module, so a shorter sequence after a longer one (both past M) differs from it.
+  kDynamic,
 };
 
 /// Rotary scaling parameters (Hugging Face's rope_parameters / rope_scaling); only the fields of rope_type are used.
@@ -38,40 +49,49 @@ struct RopeScaling {
 /// Hyper-parameters of a decoder-only Llama-family transformer.
 ///
 /// From config.json (from_json_file), these fields are read; an absent field takes the default of the
-/// architecture's Hugging Face config class (transformers 5), listed as Llama / Qwen2 where they differ:
+/// architecture's Hugging Face config class (transformers 5), listed as Llama / Qwen2 / Qwen3 / Mistral where
+/// they differ:
 ///
-/// | field                    | default                          | accepted values                              |
-/// |--------------------------|----------------------------------|----------------------------------------------|
-/// | architectures            | from model_type                  | ["LlamaForCausalLM"] or ["Qwen2ForCausalLM"] |
-/// | model_type               | from architectures               | "llama" or "qwen2", agreeing with the above  |
-/// | vocab_size               | 32000 / 151936                   | > 0                                          |
-/// | hidden_size              | 4096                             | > 0                                          |
-/// | intermediate_size        | 11008 / 22016                    | > 0                                          |
-/// | num_hidden_layers        | 32                               | >= 0                                         |
-/// | num_attention_heads      | 32                               | > 0                                          |
-/// | num_key_value_heads      | num_attention_heads / 32         | > 0, divides num_attention_heads             |
-/// | head_dim                 | hidden_size / num_attention_heads| > 0 and even                                 |
-/// | hidden_act               | "silu"                           | "silu" (or its alias "swish")                |
-/// | rms_norm_eps             | 1e-6                             | > 0                                          |
-/// | rope_parameters          | {"rope_type": "default"}         | rope_type default, linear or llama3 (below)  |
-/// | rope_scaling, rope_theta | null, 10000 (pre-5 files)        | read when rope_parameters is absent          |
-/// | max_position_embeddings  | 2048 / 32768                     | > 0 (informational; no length limit)         |
-/// | tie_word_embeddings      | false                            | true or false                                |
-/// | initializer_range        | 0.02                             | >= 0 (initialisation of a new model)         |
-/// | pad_token_id             | null                             | null or in [0, vocab_size)                   |
-/// | bos_token_id             | 1 / null                         | null or an integer                           |
-/// | eos_token_id             | 2 / null                         | null, an integer or a list of integers       |
-/// | dtype (torch_dtype)      | none                             | informational; kept as written               |
-/// | attention_bias, mlp_bias | false (Llama)                    | false only                                   |
-/// | attention_dropout        | 0.0                              | 0 only (no dropout is implemented)           |
-/// | pretraining_tp           | 1 (Llama)                        | any (it only splits matmuls; same result)    |
-/// | use_sliding_window       | false (Qwen2)                    | false, or true with no layer sliding         |
-/// | max_window_layers        | 28 (Qwen2)                       | with use_sliding_window: >= num_hidden_layers|
-/// | layer_types              | all "full_attention" (Qwen2)     | only "full_attention", one per layer         |
+/// | field                    | default                               | accepted values                          |
+/// |--------------------------|---------------------------------------|------------------------------------------|
+/// | architectures            | from model_type                       | [X + "ForCausalLM"] or [X + "ForSequence |
+/// |                          |                                       | Classification"], X Llama, Qwen2, Qwen3, |
+/// |                          |                                       | Mistral                                  |
+/// | model_type               | from architectures                    | "llama", "qwen2", "qwen3", "mistral",    |
+/// |                          |                                       | agreeing with the above                  |
+/// | vocab_size               | 32000 / 151936 / 151936 / 32000       | > 0                                      |
+/// | hidden_size              | 4096                                  | > 0                                      |
+/// | intermediate_size        | 11008 / 22016 / 22016 / 14336         | > 0                                      |
+/// | num_hidden_layers        | 32                                    | >= 0                                     |
+/// | num_attention_heads      | 32                                    | > 0                                      |
+/// | num_key_value_heads      | num_attention_heads / 32 / 32 / 8     | > 0, divides num_attention_heads         |
+/// | head_dim                 | hidden / heads; Qwen3: 128            | > 0 and even                             |
+/// | hidden_act               | "silu"                                | "silu" (or its alias "swish")            |
+/// | rms_norm_eps             | 1e-6                                  | > 0                                      |
+/// | rope_parameters          | {"rope_type": "default"}              | default, linear, llama3, dynamic (below) |
+/// | rope_scaling, rope_theta | null, 10000 (pre-5 files)             | read when rope_parameters is absent      |
+/// | max_position_embeddings  | 2048 / 32768 / 32768 / 131072         | > 0 (dynamic rope's M; no length limit)  |
+/// | tie_word_embeddings      | false                                 | true or false                            |
+/// | initializer_range        | 0.02                                  | >= 0 (initialisation of a new model)     |
+/// | pad_token_id             | null                                  | null or in [0, vocab_size)               |
+/// | bos_token_id             | 1 / null / null / 1                   | null or an integer                       |
+/// | eos_token_id             | 2 / null / null / 2                   | null, an integer or a list of integers   |
+/// | dtype (torch_dtype)      | none                                  | informational; kept as written           |
+/// | attention_bias           | false (Llama, Qwen3)                  | true or false (Qwen2: ignored, fixed)    |
+/// | mlp_bias                 | false (Llama)                         | true or false                            |
+/// | attention_dropout        | 0.0                                   | 0 only (no dropout is implemented)       |
+/// | pretraining_tp           | 1 (Llama)                             | any (it only splits matmuls; same result)|
+/// | sliding_window           | Qwen2/3: 4096 if use_sliding_window;  | null or > 0                              |
+/// |                          | Mistral: 4096                         |                                          |
+/// | use_sliding_window       | false (Qwen2, Qwen3)                  | true or false                            |
+/// | max_window_layers        | 28 (Qwen2, Qwen3)                     | >= 0: layers from it on slide            |
+/// | layer_types              | from the two above (Qwen2, Qwen3)     | "full_attention" / "sliding_attention",  |
+/// |                          |                                       | one per layer                            |
 ///
 /// rope_parameters (or the older rope_scaling) accepts rope_type (or its older name type) "default", "linear"
-/// (with factor) or "llama3" (with factor, low_freq_factor, high_freq_factor, original_max_position_embeddings),
-/// optionally rope_theta (which wins over a top-level rope_theta), and partial_rotary_factor only if 1.
+/// (with factor), "llama3" (with factor, low_freq_factor, high_freq_factor, original_max_position_embeddings) or
+/// "dynamic" (with factor), optionally rope_theta (which wins over a top-level rope_theta), and
+/// partial_rotary_factor only if 1.
 /// Every other field of config.json is ignored. Unsupported values raise an error naming the field, the value
 /// and what is accepted, e.g. "config.json: hidden_act is 'gelu'; only 'silu' (SwiGLU) is supported".
 ///
@@ -110,14 +130,32 @@ struct LlamaConfig {
   /// ("...ForSequenceClassification", num_labels = the size of config.json's id2label, 2 when absent, as
   /// transformers reads it). A reward model has 1.
   TORCH_ARG(int64_t, num_labels) = 0;
+  /// Biases on q_proj, k_proj, v_proj and o_proj (Llama, Qwen3; Qwen2 has its own fixed q/k/v biases and
+  /// Mistral none), and on gate_proj, up_proj and down_proj (Llama).
+  TORCH_ARG(bool, attention_bias) = false;
+  TORCH_ARG(bool, mlp_bias) = false;
+  /// Sliding-window attention: a query at index i attends to keys at indices j with i - W < j <= i. 0 = none.
+  /// Which layers slide: every layer when layer_types is empty, else those marked "sliding_attention".
+  TORCH_ARG(int64_t, sliding_window) = 0;
+  /// One "full_attention" or "sliding_attention" per layer (Qwen2, Qwen3), or empty.
+  TORCH_ARG(std::vector<std::string>, layer_types) = {};
 
  public:  // TORCH_ARG leaves the access at private
   /// head_dim, or hidden_size / num_attention_heads when head_dim is 0.
   int64_t resolved_head_dim() const;
-  /// Whether q_proj, k_proj and v_proj carry biases (true for Qwen2).
-  bool qkv_bias() const { return architecture_ == LlamaArchitecture::kQwen2; }
-  /// "LlamaForCausalLM" or "Qwen2ForCausalLM"; "...ForSequenceClassification" when num_labels >= 1.
+  /// Whether q_proj, k_proj and v_proj carry biases (Qwen2, or attention_bias).
+  bool qkv_bias() const { return architecture_ == LlamaArchitecture::kQwen2 || attention_bias_; }
+  /// Whether o_proj carries a bias (attention_bias, except for Qwen2).
+  bool o_bias() const { return architecture_ != LlamaArchitecture::kQwen2 && attention_bias_; }
+  /// Whether each attention head's queries and keys are RMS-normed (Qwen3's q_norm, k_norm).
+  bool qk_norm() const { return architecture_ == LlamaArchitecture::kQwen3; }
+  /// The sliding window of layer `layer` (0-based), or 0 when that layer attends to every earlier token.
+  int64_t layer_sliding_window(int64_t layer) const;
+  /// "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM" or "MistralForCausalLM";
+  /// "...ForSequenceClassification" when num_labels >= 1.
   std::string architecture_name() const;
+  /// "llama", "qwen2", "qwen3" or "mistral".
+  std::string model_type() const;
 
   /// Checks every field (sizes positive, heads dividing, head_dim even, pad_token_id in the vocabulary, rope
   /// parameters consistent); raises c10::Error naming the field.

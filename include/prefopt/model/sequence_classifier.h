@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <torch/nn/cloneable.h>
@@ -50,14 +51,16 @@ TORCH_MODULE(LlamaForSequenceClassification);
 /// Writes a classifier folder transformers' AutoModelForSequenceClassification loads: config.json (architectures
 /// "LlamaForSequenceClassification" or "Qwen2ForSequenceClassification", id2label for num_labels labels) and
 /// model.safetensors with the decoder's parameters under "model." and the head's as "score.weight". `decoder` and
-/// `score_weight` [num_labels, hidden_size] may come from a causal LM and a separately trained head. Atomic per file.
+/// `score_weight` [num_labels, hidden_size] may come from a causal LM and a separately trained head. Tensors are
+/// written in the decoder's dtype, or converted to `dtype` when given. Atomic per file.
 ///
 /// Example:
 /// ```
 /// prefopt::save_llama_sequence_classifier(*policy->model, head->weight, policy->config(), "out/reward_model");
 /// ```
 void save_llama_sequence_classifier(const LlamaModelImpl& decoder, const torch::Tensor& score_weight,
-                                    const LlamaConfig& config, const std::string& directory);
+                                    const LlamaConfig& config, const std::string& directory,
+                                    std::optional<torch::Dtype> dtype = std::nullopt);
 void save_llama_sequence_classifier(const LlamaForSequenceClassificationImpl& model, const std::string& directory);
 
 /// Loads a classifier folder (config.json naming a *ForSequenceClassification architecture, the weights from

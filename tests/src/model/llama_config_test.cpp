@@ -1,6 +1,6 @@
-// Tests of LlamaConfig's config.json reading: the files transformers 5 writes for Llama and Qwen2, the older
-// rope_theta + rope_scaling layout, defaults, the JSON written back, and one error per refused value, each
-// naming the field.
+// Tests of LlamaConfig's config.json reading: the files transformers 5 writes for Llama, Qwen2, Qwen3 and
+// Mistral, sliding-window layer types, the older rope_theta + rope_scaling layout, dynamic rope, defaults, the
+// JSON written back, and one error per refused value, each naming the field.
 #include <string>
 
 #include <gtest/gtest.h>
@@ -93,6 +93,48 @@ TEST(LlamaConfig, ReadsTransformers5Qwen2) {
   EXPECT_EQ(c.resolved_head_dim(), 16);
 }
 
+TEST(LlamaConfig, ReadsQwen3AndMistralWithTheirDefaults) {
+  const LlamaConfig q = LlamaConfig::from_json_string(
+      R"({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 32,
+          "num_hidden_layers": 3, "vocab_size": 50, "use_sliding_window": true, "sliding_window": 16,
+          "max_window_layers": 1, "attention_bias": true})");
+  EXPECT_EQ(q.architecture(), LlamaArchitecture::kQwen3);
+  EXPECT_EQ(q.architecture_name(), "Qwen3ForCausalLM");
+  EXPECT_TRUE(q.qk_norm());
+  EXPECT_TRUE(q.qkv_bias());
+  EXPECT_TRUE(q.o_bias());
+  EXPECT_EQ(q.resolved_head_dim(), 128);  // Qwen3Config's head_dim default, not hidden / heads
+  EXPECT_EQ(q.num_key_value_heads(), 32);
+  EXPECT_EQ(q.layer_types(), (std::vector<std::string>{"full_attention", "sliding_attention", "sliding_attention"}));
+  EXPECT_EQ(q.layer_sliding_window(0), 0);
+  EXPECT_EQ(q.layer_sliding_window(2), 16);
+
+  const LlamaConfig m = LlamaConfig::from_json_string(
+      R"({"architectures": ["MistralForCausalLM"], "hidden_size": 64, "num_attention_heads": 8,
+          "num_hidden_layers": 2, "vocab_size": 50})");
+  EXPECT_EQ(m.architecture(), LlamaArchitecture::kMistral);
+  EXPECT_EQ(m.sliding_window(), 4096);  // MistralConfig's default, on every layer
+  EXPECT_EQ(m.layer_sliding_window(1), 4096);
+  EXPECT_EQ(m.num_key_value_heads(), 8);
+  EXPECT_EQ(m.max_position_embeddings(), 131072);
+  EXPECT_EQ(m.bos_token_id(), std::optional<int64_t>(1));
+  EXPECT_FALSE(m.qkv_bias());
+  const LlamaConfig no_window = LlamaConfig::from_json_string(
+      R"({"model_type": "mistral", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "num_hidden_layers": 2, "vocab_size": 50, "sliding_window": null})");
+  EXPECT_EQ(no_window.layer_sliding_window(0), 0);
+
+  // Qwen2 with use_sliding_window but a null window: every layer is full attention, as transformers reads it.
+  const LlamaConfig qwen2 = LlamaConfig::from_json_string(
+      replaced(kQwen2Json, R"("use_sliding_window": false)", R"("use_sliding_window": true)"));
+  EXPECT_EQ(qwen2.layer_sliding_window(1), 0);
+
+  const LlamaConfig dynamic = LlamaConfig::from_json_string(
+      llama_with("rope_parameters", R"({"rope_type": "dynamic", "factor": 2.0, "rope_theta": 5000.0})"));
+  EXPECT_EQ(dynamic.rope_scaling().rope_type(), RopeType::kDynamic);
+  EXPECT_DOUBLE_EQ(dynamic.rope_scaling().factor(), 2.0);
+}
+
 TEST(LlamaConfig, ReadsOlderRopeScalingLayoutAndDefaults) {
   // A Llama 3.1 style file: top-level rope_theta, rope_scaling with rope_type llama3, no head_dim and no
   // num_key_value_heads (defaults follow transformers' LlamaConfig).
@@ -129,7 +171,15 @@ TEST(LlamaConfig, ReadsOlderRopeScalingLayoutAndDefaults) {
 }
 
 TEST(LlamaConfig, JsonRoundTrip) {
-  for (const char* text : {kLlamaJson, kQwen2Json}) {
+  const std::string qwen3 = replaced(replaced(kQwen2Json, R"("qwen2")", R"("qwen3")"), "Qwen2ForCausalLM", "Qwen3ForCausalLM");
+  const std::string mistral = R"({"architectures": ["MistralForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
+      "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 101, "sliding_window": 32})";
+  const std::string qwen2_sliding =
+      replaced(replaced(kQwen2Json, R"("use_sliding_window": false)", R"("use_sliding_window": true)"),
+               R"("sliding_window": null)", R"("sliding_window": 8)");
+  const std::string sliding = replaced(qwen2_sliding, R"(["full_attention", "full_attention"])",
+                                       R"(["full_attention", "sliding_attention"])");
+  for (const std::string& text : {std::string(kLlamaJson), std::string(kQwen2Json), qwen3, mistral, sliding}) {
     LlamaConfig a = LlamaConfig::from_json_string(text);
     a.rope_scaling(RopeScaling().rope_type(RopeType::kLlama3).factor(4).low_freq_factor(1).high_freq_factor(2)
                        .original_max_position_embeddings(64));
@@ -146,25 +196,38 @@ TEST(LlamaConfig, JsonRoundTrip) {
     EXPECT_EQ(a.pad_token_id(), b.pad_token_id());
     EXPECT_EQ(a.bos_token_id(), b.bos_token_id());
     EXPECT_EQ(a.eos_token_ids(), b.eos_token_ids());
+    EXPECT_EQ(a.sliding_window(), b.sliding_window());
+    EXPECT_EQ(a.layer_types(), b.layer_types());
+    EXPECT_EQ(a.attention_bias(), b.attention_bias());
+    for (int64_t l = 0; l < a.num_hidden_layers(); ++l) EXPECT_EQ(a.layer_sliding_window(l), b.layer_sliding_window(l));
   }
+  const LlamaConfig d = LlamaConfig::from_json_string(
+      LlamaConfig::from_json_string(kLlamaJson).rope_scaling(RopeScaling().rope_type(RopeType::kDynamic).factor(3))
+          .to_json_string());
+  EXPECT_EQ(d.rope_scaling().rope_type(), RopeType::kDynamic);
+  EXPECT_DOUBLE_EQ(d.rope_scaling().factor(), 3.0);
 }
 
 TEST(LlamaConfig, RefusesUnsupportedValuesNamingTheField) {
   const auto read = [](const std::string& text) { return [text] { LlamaConfig::from_json_string(text); }; };
-  expect_error(read(llama_with("architectures", R"(["MistralForCausalLM"])")),
-               "config.json: architectures is 'MistralForCausalLM'; supported: 'LlamaForCausalLM', 'Qwen2ForCausalLM'");
-  expect_error(read(llama_with("model_type", R"("mistral")")), "config.json: model_type is 'mistral'");
+  expect_error(read(llama_with("architectures", R"(["GemmaForCausalLM"])")),
+               "config.json: architectures is 'GemmaForCausalLM'; supported: 'LlamaForCausalLM', "
+               "'LlamaForSequenceClassification', 'Qwen2ForCausalLM', 'Qwen2ForSequenceClassification', "
+               "'Qwen3ForCausalLM', 'Qwen3ForSequenceClassification', 'MistralForCausalLM', "
+               "'MistralForSequenceClassification'");
+  expect_error(read(llama_with("model_type", R"("gemma")")),
+               "config.json: model_type is 'gemma'; supported: 'llama', 'qwen2', 'qwen3', 'mistral'");
   expect_error(read(llama_with("model_type", R"("qwen2")")),
                "model_type is 'qwen2' but architectures names 'LlamaForCausalLM'");
   expect_error(read(R"({"hidden_size": 8})"), "neither architectures nor model_type is given");
   expect_error(read(llama_with("hidden_act", R"("gelu")")),
                "config.json: hidden_act is 'gelu'; only 'silu' (SwiGLU) is supported");
-  expect_error(read(llama_with("attention_bias", "true")),
-               "config.json: attention_bias is true; LlamaForCausalLM is supported without attention biases only");
-  expect_error(read(llama_with("mlp_bias", "true")), "config.json: mlp_bias is true");
+  expect_error(read(llama_with("attention_bias", "1")), "config.json: attention_bias must be true or false, got 1");
   expect_error(read(llama_with("attention_dropout", "0.1")), "config.json: attention_dropout is 0.1; only 0");
   expect_error(read(llama_with("rope_parameters", R"({"rope_type": "yarn", "factor": 4.0})")),
-               "config.json: rope_parameters.rope_type is 'yarn'; supported: 'default', 'linear', 'llama3'");
+               "config.json: rope_parameters.rope_type is 'yarn'; supported: 'default', 'linear', 'llama3', 'dynamic'");
+  expect_error(read(llama_with("rope_parameters", R"({"rope_type": "dynamic"})")),
+               "rope_parameters.factor is required for rope_type 'dynamic'");
   expect_error(read(llama_with("rope_parameters", R"({"rope_type": "llama3", "factor": 4.0})")),
                "rope_parameters.low_freq_factor is required for rope_type 'llama3'");
   expect_error(read(llama_with("rope_parameters", R"({"rope_type": "default", "partial_rotary_factor": 0.5})")),
@@ -183,18 +246,20 @@ TEST(LlamaConfig, RefusesUnsupportedValuesNamingTheField) {
   expect_error([] { LlamaConfig::from_json_file("/nonexistent/config.json"); },
                "cannot open the model config '/nonexistent/config.json'");
 
-  // Qwen2's sliding window: refused whenever a layer would use it.
+  // Sliding windows: layer types must be known, one per layer, and only name a window that is set.
   const std::string sliding = replaced(kQwen2Json, R"("use_sliding_window": false)", R"("use_sliding_window": true)");
-  // max_window_layers (28) >= num_hidden_layers (2): no layer slides, so this is a plain full-attention model.
-  EXPECT_NO_THROW(LlamaConfig::from_json_string(sliding));
-  expect_error(read(replaced(sliding, R"("max_window_layers": 28)", R"("max_window_layers": 1)")),
-               "config.json: use_sliding_window is true and max_window_layers (1) < num_hidden_layers (2), so layers "
-               "would use sliding-window attention, which is not supported");
   expect_error(read(replaced(kQwen2Json, R"(["full_attention", "full_attention"])",
                              R"(["full_attention", "sliding_attention"])")),
-               "config.json: layer_types[1] is \"sliding_attention\"; only 'full_attention' is supported");
+               "config.json: layer_types[1] is 'sliding_attention' but no sliding window is set");
+  expect_error(read(replaced(kQwen2Json, R"(["full_attention", "full_attention"])",
+                             R"(["full_attention", "chunked_attention"])")),
+               "config.json: layer_types[1] is \"chunked_attention\"; supported: 'full_attention', 'sliding_attention'");
   expect_error(read(replaced(kQwen2Json, R"(["full_attention", "full_attention"])", R"(["full_attention"])")),
                "layer_types must list one type per layer (2)");
+  expect_error(read(replaced(sliding, R"("sliding_window": null)", R"("sliding_window": -4)")),
+               "config.json: sliding_window must be null or > 0, got -4");
+  expect_error(read(R"({"model_type": "mistral", "hidden_size": 64, "num_attention_heads": 4, "sliding_window": 0})"),
+               "config.json: sliding_window must be null or > 0, got 0");
   // A Qwen2 file may carry attention_bias: Qwen2's biases are fixed by the architecture, so it is ignored.
   EXPECT_NO_THROW(LlamaConfig::from_json_string(replaced(kQwen2Json, R"("use_cache": true)", R"("attention_bias": true)")));
 }
@@ -204,6 +269,12 @@ TEST(LlamaConfig, ValidateOnProgrammaticConfigs) {
   expect_error([] { LlamaConfig().hidden_size(10).num_attention_heads(4).num_key_value_heads(4).validate(); },
                "hidden_size (10) must be a multiple of num_attention_heads (4) when head_dim is not given");
   expect_error([] { LlamaConfig().rms_norm_eps(0).validate(); }, "rms_norm_eps must be > 0, got 0");
+  expect_error([] { LlamaConfig().sliding_window(8).validate(); },
+               "Llama has no sliding-window attention; sliding_window must be 0, got 8");
+  expect_error([] { LlamaConfig().architecture(LlamaArchitecture::kQwen2).num_hidden_layers(2).layer_types({"full_attention"}).validate(); },
+               "layer_types must be empty or list one type per layer (2), got 1");
+  expect_error([] { LlamaConfig().architecture(LlamaArchitecture::kMistral).mlp_bias(true).validate(); },
+               "mlp_bias is only supported for Llama");
   expect_error(
       [] {
         LlamaConfig().rope_scaling(RopeScaling().rope_type(RopeType::kLlama3).low_freq_factor(4).high_freq_factor(1))

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
@@ -92,6 +94,15 @@ torch::Tensor reference_logits(const LlamaForCausalLMImpl& model, const torch::T
       inv_freq[i] = g;
     }
   }
+  if (s.rope_type() == RopeType::kDynamic && T > c.max_position_embeddings()) {
+    // NTK: theta' = theta * (factor * T / M - (factor - 1))^(d / (d - 2)) for positions 0..T-1.
+    const double scaled_theta =
+        c.rope_theta() * std::pow(s.factor() * T / double(c.max_position_embeddings()) - (s.factor() - 1),
+                                  double(hd) / double(hd - 2));
+    for (int64_t i = 0; i < hd / 2; ++i) inv_freq[i] = std::pow(scaled_theta, -2.0 * i / hd);
+  } else if (s.rope_type() == RopeType::kLinear) {
+    inv_freq = inv_freq / s.factor();
+  }
   torch::Tensor x = p.at("model.embed_tokens.weight").index_select(0, ids);
   for (int64_t l = 0; l < c.num_hidden_layers(); ++l) {
     const std::string pre = "model.layers." + std::to_string(l) + ".";
@@ -103,20 +114,34 @@ torch::Tensor reference_logits(const LlamaForCausalLMImpl& model, const torch::T
     const torch::Tensor h = rms(x, p.at(pre + "input_layernorm.weight"), c.rms_norm_eps());
     const torch::Tensor q = lin(h, "self_attn.q_proj"), k = lin(h, "self_attn.k_proj"), v = lin(h, "self_attn.v_proj");
     std::vector<torch::Tensor> heads;
+    const int64_t window = c.layer_sliding_window(l);
     for (int64_t n = 0; n < H; ++n) {
       const int64_t kv = n / groups;
-      const torch::Tensor qn = rope(q.slice(1, n * hd, (n + 1) * hd), inv_freq);
-      const torch::Tensor kn = rope(k.slice(1, kv * hd, (kv + 1) * hd), inv_freq);
+      torch::Tensor qn = q.slice(1, n * hd, (n + 1) * hd), kn = k.slice(1, kv * hd, (kv + 1) * hd);
+      if (c.qk_norm()) {  // Qwen3: each head's query and key RMS-normed over head_dim, before the rotation
+        qn = rms(qn, p.at(pre + "self_attn.q_norm.weight"), c.rms_norm_eps());
+        kn = rms(kn, p.at(pre + "self_attn.k_norm.weight"), c.rms_norm_eps());
+      }
+      qn = rope(qn, inv_freq);
+      kn = rope(kn, inv_freq);
       const torch::Tensor vn = v.slice(1, kv * hd, (kv + 1) * hd);
       torch::Tensor scores = qn.matmul(kn.t()) / std::sqrt(double(hd));
       for (int64_t i = 0; i < T; ++i) {
+        bool any = false;
         for (int64_t j = 0; j < T; ++j) {
-          if (j > i || !keys[j].item<bool>()) scores[i][j] = -INFINITY;
+          const bool outside_window = window > 0 && i - j >= window;
+          if (j > i || !keys[j].item<bool>() || outside_window) {
+            scores[i][j] = -INFINITY;
+          } else {
+            any = true;
+          }
         }
+        // A query that may see no key (a pad whose window holds only pads) attends to itself, as the model does.
+        if (!any) scores[i][i] = qn[i].dot(kn[i]) / std::sqrt(double(hd));
       }
       heads.push_back(torch::softmax(scores, -1).matmul(vn));
     }
-    x = x + torch::cat(heads, 1).matmul(p.at(pre + "self_attn.o_proj.weight").t());
+    x = x + lin(torch::cat(heads, 1), "self_attn.o_proj");
     const torch::Tensor m = rms(x, p.at(pre + "post_attention_layernorm.weight"), c.rms_norm_eps());
     const torch::Tensor gate = lin(m, "mlp.gate_proj");
     x = x + lin(gate * torch::sigmoid(gate) * lin(m, "mlp.up_proj"), "mlp.down_proj");
@@ -176,6 +201,133 @@ TEST(Llama, MatchesFloat64ReferenceWithGqaBiasesRopeScalingAndPadding) {
       }
     }
   }
+}
+
+// Qwen3's q/k norms, Mistral's sliding window (3 positions, shorter than the 7-token rows), Llama's
+// attention_bias and mlp_bias, and dynamic / linear rope scaling, each against the float64 reference.
+TEST(Llama, ArchitectureVariantsMatchFloat64Reference) {
+  struct Case {
+    const char* name;
+    LlamaConfig config;
+  };
+  const std::vector<Case> cases = {
+      {"qwen3", tiny(LlamaArchitecture::kQwen3)},
+      {"qwen3 attention_bias, sliding layer 1",
+       tiny(LlamaArchitecture::kQwen3).attention_bias(true).sliding_window(3).layer_types(
+           {"full_attention", "sliding_attention"})},
+      {"mistral window 3", tiny(LlamaArchitecture::kMistral).sliding_window(3)},
+      {"qwen2 sliding", tiny(LlamaArchitecture::kQwen2).sliding_window(2)},
+      {"llama attention_bias mlp_bias", tiny().attention_bias(true).mlp_bias(true)},
+      {"llama dynamic rope past max_position_embeddings",
+       tiny().max_position_embeddings(4).rope_scaling(RopeScaling().rope_type(RopeType::kDynamic).factor(3))},
+      {"llama dynamic rope within max_position_embeddings",
+       tiny().rope_scaling(RopeScaling().rope_type(RopeType::kDynamic).factor(3))},
+      {"llama linear rope", tiny().rope_scaling(RopeScaling().rope_type(RopeType::kLinear).factor(2.5))},
+  };
+  for (const auto& c : cases) {
+    LlamaForCausalLM model(c.config);
+    model->to(torch::kDouble);
+    randomize(*model, 11);
+    const torch::Tensor ids = torch::tensor({{3, 14, 15, 9, 2, 6, 5}, {35, 8, 9, 7, 9, 0, 0}}, torch::kLong);
+    const torch::Tensor mask = torch::tensor({{1, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 0, 0}}, torch::kLong);
+    const torch::Tensor logits = model->forward(ids, mask);
+    for (int64_t b = 0; b < 2; ++b) {
+      const torch::Tensor expected = reference_logits(*model, ids[b], mask[b] != 0);
+      const torch::Tensor valid = (mask[b] != 0).unsqueeze(1);
+      const double err = (logits[b] - expected).abs().masked_select(valid).max().item<double>();
+      EXPECT_LT(err, 1e-5) << c.name << " row " << b;
+    }
+  }
+  const auto params = LlamaForCausalLM(tiny(LlamaArchitecture::kQwen3))->named_parameters();
+  EXPECT_EQ(params["model.layers.0.self_attn.q_norm.weight"].sizes(), (std::vector<int64_t>{8}));
+  EXPECT_EQ(params["model.layers.1.self_attn.k_norm.weight"].sizes(), (std::vector<int64_t>{8}));
+  EXPECT_FALSE(params.contains("model.layers.0.self_attn.q_proj.bias"));
+  const auto biased = LlamaForCausalLM(tiny().attention_bias(true).mlp_bias(true))->named_parameters();
+  EXPECT_TRUE(biased.contains("model.layers.0.self_attn.o_proj.bias"));
+  EXPECT_TRUE(biased.contains("model.layers.0.mlp.down_proj.bias"));
+}
+
+// forward_cached over a prompt and then one token at a time gives, at every position, the logits the full
+// forward gives: with left padding, a sliding window shorter than the sequence, and Qwen3's norms.
+TEST(Llama, CachedForwardEqualsFullForward) {
+  for (const LlamaConfig& config : {tiny(), tiny(LlamaArchitecture::kMistral).sliding_window(3),
+                                    tiny(LlamaArchitecture::kQwen3)}) {
+    LlamaForCausalLM model(config);
+    model->to(torch::kDouble);
+    randomize(*model, 12);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    // Row 1 is left-padded by two; its positions count from its first real token.
+    const torch::Tensor ids = torch::tensor({{3, 14, 15, 9, 2, 6, 5, 1}, {0, 0, 8, 9, 7, 9, 4, 30}}, torch::kLong);
+    const torch::Tensor mask = torch::tensor({{1, 1, 1, 1, 1, 1, 1, 1}, {0, 0, 1, 1, 1, 1, 1, 1}}, torch::kLong);
+    const torch::Tensor positions = (mask.cumsum(1) - 1).clamp_min(0);
+    const torch::Tensor full = model->forward(ids, mask, positions);
+    KVCache cache = model->new_cache(2, 10);
+    const int64_t prompt = 5;
+    std::vector<torch::Tensor> pieces = {
+        model->forward_cached(ids.slice(1, 0, prompt), mask.slice(1, 0, prompt), positions.slice(1, 0, prompt), cache)};
+    EXPECT_EQ(cache.length, prompt);
+    for (int64_t t = prompt; t < 8; ++t) {
+      pieces.push_back(model->forward_cached(ids.slice(1, t, t + 1), mask.slice(1, t, t + 1),
+                                             positions.slice(1, t, t + 1), cache));
+    }
+    const torch::Tensor cached = torch::cat(pieces, 1);
+    const torch::Tensor valid = (mask != 0).unsqueeze(-1);
+    EXPECT_LT((cached - full).abs().masked_select(valid).max().item<double>(), 1e-10)
+        << config.architecture_name() << " window " << config.sliding_window();
+  }
+  LlamaForCausalLM model(tiny());
+  KVCache cache = model->new_cache(1, 3);
+  torch::NoGradGuard no_grad;
+  expect_error([&] { model->forward_cached(torch::tensor({{1, 2, 3, 4}}, torch::kLong), {}, {}, cache); },
+               "the KV cache holds 3 positions; 0 are filled and 4 more do not fit");
+  expect_error([&] { model->forward_cached(torch::tensor({{1}, {2}}, torch::kLong), {}, {}, cache); },
+               "the KV cache holds 1 rows but input_ids has 2");
+}
+
+// Activation checkpointing changes memory, not math: the loss and every parameter's gradient equal the plain
+// run's (fp32, 1e-6 relative), also when the first layer's input needs no gradient (frozen embeddings, as
+// under LoRA) and with sliding windows and padding; the global random stream is left where the plain run leaves it.
+TEST(Llama, GradientCheckpointingGivesTheSameGradients) {
+  for (const bool freeze_embeddings : {false, true}) {
+    LlamaForCausalLM model(tiny(LlamaArchitecture::kQwen3).sliding_window(3).layer_types(
+        {"sliding_attention", "full_attention"}));
+    randomize(*model, 13);
+    if (freeze_embeddings) model->model->embed_tokens->weight.set_requires_grad(false);
+    const torch::Tensor ids = torch::tensor({{3, 14, 15, 9, 2, 6, 5}, {35, 8, 9, 7, 9, 0, 0}}, torch::kLong);
+    const torch::Tensor mask = torch::tensor({{1, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 0, 0}}, torch::kLong);
+    auto run = [&](bool checkpointing) {
+      model->set_gradient_checkpointing(checkpointing);
+      model->train();
+      model->zero_grad();
+      torch::manual_seed(99);
+      const torch::Tensor loss = model->forward(ids, mask).log_softmax(-1).select(-1, 4).mul(mask).sum();
+      loss.backward();
+      std::map<std::string, torch::Tensor> grads;
+      for (const auto& item : model->named_parameters()) {
+        if (item.value().grad().defined()) grads[item.key()] = item.value().grad().clone();
+      }
+      const double next_random = torch::rand({1}).item<double>();
+      return std::make_tuple(loss.item<double>(), grads, next_random);
+    };
+    const auto [loss_plain, grads_plain, random_plain] = run(false);
+    const auto [loss_ckpt, grads_ckpt, random_ckpt] = run(true);
+    EXPECT_NEAR(loss_ckpt, loss_plain, 1e-6 * std::abs(loss_plain));
+    EXPECT_EQ(random_ckpt, random_plain);
+    ASSERT_EQ(grads_ckpt.size(), grads_plain.size());
+    EXPECT_EQ(grads_plain.count("model.embed_tokens.weight"), freeze_embeddings ? 0u : 1u);
+    for (const auto& [name, g] : grads_plain) {
+      ASSERT_TRUE(grads_ckpt.count(name)) << name;
+      const double scale = g.abs().max().item<double>();
+      EXPECT_LE((grads_ckpt.at(name) - g).abs().max().item<double>(), 1e-6 * scale + 1e-12) << name;
+    }
+  }
+  // Without gradients (evaluation) checkpointing is simply off.
+  LlamaForCausalLM model(tiny());
+  model->set_gradient_checkpointing(true);
+  EXPECT_TRUE(model->gradient_checkpointing());
+  torch::NoGradGuard no_grad;
+  EXPECT_EQ(model->forward(torch::tensor({{1, 2}}, torch::kLong)).sizes(), (std::vector<int64_t>{1, 2, 37}));
 }
 
 TEST(Llama, CausalityAndPaddingInvariance) {
