@@ -1,7 +1,7 @@
-// Batched greedy / temperature / top-k decoding for LlamaForCausalLM by re-running the full forward at each step.
-// It never keeps a KV cache (the model has none) and never materialises more than the last position's logits in
-// float32; prompts are turned from right padding to left padding once, so every row's next token is read from the
-// same last column.
+// Batched greedy / temperature / top-k / top-p decoding for LlamaForCausalLM, with the model's KV cache (prefill,
+// then one token per step) or by re-running the full forward each step. Prompts are turned to left padding once, so
+// every row's next token is read from the same last column; only that column's logits are ever formed. It never
+// records gradients.
 #include <prefopt/model/generate.h>
 
 #include <algorithm>
@@ -30,6 +30,8 @@ void check_options(const GenerateOptions& options, int64_t vocab_size) {
               "generate: temperature must be finite and >= 0 (0 = greedy), got ", options.temperature());
   TORCH_CHECK(options.top_k() >= 0 && options.top_k() <= vocab_size,
               "generate: top_k must be in [0, vocab_size ", vocab_size, "] (0 = no limit), got ", options.top_k());
+  TORCH_CHECK(std::isfinite(options.top_p()) && options.top_p() > 0.0 && options.top_p() <= 1.0,
+              "generate: top_p must be in (0, 1] (1 = off), got ", options.top_p());
   TORCH_CHECK(options.pad_token_id() >= 0 && options.pad_token_id() < vocab_size,
               "generate: pad_token_id must be in [0, vocab_size ", vocab_size, "), got ", options.pad_token_id());
   for (size_t i = 0; i < options.eos_token_ids().size(); ++i) {
@@ -46,6 +48,14 @@ torch::Tensor next_tokens(const torch::Tensor& last_logits, const GenerateOption
     // Ties at the k-th value are all kept: the filter is by value, as transformers' TopKLogitsWarper.
     torch::Tensor kth = std::get<0>(scaled.topk(options.top_k(), -1)).narrow(-1, options.top_k() - 1, 1);
     scaled = scaled.masked_fill(scaled < kth, -std::numeric_limits<float>::infinity());
+  }
+  if (options.top_p() < 1.0) {
+    // Ascending order: a token goes when the probability mass at or below it is <= 1 - top_p; the most likely
+    // token always stays (transformers' TopPLogitsWarper).
+    const auto [sorted, order] = scaled.sort(-1, /*descending=*/false);
+    torch::Tensor remove = sorted.softmax(-1).cumsum(-1) <= (1.0 - options.top_p());
+    remove.select(-1, -1).fill_(false);
+    scaled = scaled.masked_fill(remove.scatter(-1, order, remove), -std::numeric_limits<float>::infinity());
   }
   torch::Tensor probs = scaled.softmax(-1);
   return at::multinomial(probs, 1, /*replacement=*/false, options.generator()).squeeze(-1);
@@ -85,9 +95,19 @@ GenerateOutput generate(LlamaForCausalLMImpl& model, const torch::Tensor& input_
   }
   const torch::Tensor lengths = real.sum(1);  // [B]
   const torch::Tensor columns = torch::arange(P, torch::TensorOptions().dtype(torch::kLong).device(device));
-  // Right padding is what the collators produce; anything else (left or holes) would be silently misread below.
-  TORCH_CHECK(real.equal(columns.unsqueeze(0).lt(lengths.unsqueeze(1))),
-              "generate: attention_mask must be right-padded (each row 1 on its first tokens, then 0)");
+  const torch::Tensor right_padded = columns.unsqueeze(0).lt(lengths.unsqueeze(1));
+  const torch::Tensor left_padded = columns.unsqueeze(0).ge((P - lengths).unsqueeze(1));
+  // Rows padded on the left are moved to the right first, so one gather below left-pads every row; holes inside a
+  // prompt would be silently misread, so they are refused.
+  const torch::Tensor is_left = real.eq(left_padded).all(1).logical_and(real.eq(right_padded).all(1).logical_not());
+  TORCH_CHECK(real.eq(right_padded).all(1).logical_or(is_left).all().item<bool>(),
+              "generate: attention_mask must be right-padded (each row 1 on its first tokens, then 0) or left-padded "
+              "(0 first, then 1 on its last tokens)");
+  if (is_left.any().item<bool>()) {
+    const torch::Tensor from = (columns.unsqueeze(0) + (P - lengths).unsqueeze(1)).remainder(P);
+    ids = torch::where(is_left.unsqueeze(1), ids.gather(1, from), ids);
+    real = torch::where(is_left.unsqueeze(1), right_padded, real);
+  }
   const int64_t shortest = lengths.min().item<int64_t>();
   TORCH_CHECK(shortest >= 1, "generate: every prompt must have at least one real token (attention_mask row ",
               lengths.argmin().item<int64_t>(), " is all 0)");
@@ -111,8 +131,17 @@ GenerateOutput generate(LlamaForCausalLMImpl& model, const torch::Tensor& input_
   torch::Tensor generated = torch::zeros({B}, long_opts);
   const torch::Tensor pad = torch::full({B}, options.pad_token_id(), long_opts);
   std::vector<torch::Tensor> steps;
+  KVCache cache;
+  if (options.use_cache()) cache = model.new_cache(B, P + options.max_new_tokens());
+  // The last position's hidden state, from the cache (only the new tokens run) or from the whole sequence.
+  auto last_logits = [&](const torch::Tensor& new_ids, const torch::Tensor& new_mask, const torch::Tensor& new_pos) {
+    const torch::Tensor hidden = options.use_cache()
+                                     ? model.model->forward(new_ids, new_mask, new_pos, &cache)
+                                     : model.hidden_states(seq, mask, positions);
+    return model.logits(hidden.select(1, -1)).to(torch::kFloat);  // [B, V]
+  };
+  torch::Tensor last = last_logits(seq, mask, positions);
   for (int64_t step = 0; step < options.max_new_tokens(); ++step) {
-    torch::Tensor last = model.forward(seq, mask, positions).select(1, -1).to(torch::kFloat);  // [B, V]
     torch::Tensor next = torch::where(done, pad, next_tokens(last, options));
     steps.push_back(next);
     generated += done.logical_not().to(torch::kLong);
@@ -122,10 +151,13 @@ GenerateOutput generate(LlamaForCausalLMImpl& model, const torch::Tensor& input_
       done = done.logical_or(stops);
     }
     if (step + 1 == options.max_new_tokens() || done.all().item<bool>()) break;
-    seq = torch::cat({seq, next.unsqueeze(1)}, 1);
     // A stopped row keeps running with its new tokens masked out; its outputs are discarded.
-    mask = torch::cat({mask, done.logical_not().to(torch::kLong).unsqueeze(1)}, 1);
-    positions = torch::cat({positions, positions.select(1, -1).unsqueeze(1) + 1}, 1);
+    const torch::Tensor new_mask = done.logical_not().to(torch::kLong).unsqueeze(1);
+    const torch::Tensor new_pos = positions.select(1, -1).unsqueeze(1) + 1;
+    seq = torch::cat({seq, next.unsqueeze(1)}, 1);
+    mask = torch::cat({mask, new_mask}, 1);
+    positions = torch::cat({positions, new_pos}, 1);
+    last = last_logits(next.unsqueeze(1), new_mask, new_pos);
   }
 
   GenerateOutput out;

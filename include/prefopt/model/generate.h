@@ -1,8 +1,8 @@
-// Sampling completions from a LlamaForCausalLM: batched greedy decoding and temperature / top-k sampling, stopping
-// each row at an end-of-sequence token or after max_new_tokens. It re-runs the model's forward over the whole
-// sequence at every step (the model keeps no KV cache), so a step costs O(T^2) attention: meant for the short
-// sequences of tests, demos and on-policy sampling of small models, never for long-form generation. It never
-// computes gradients, never changes the model's train/eval mode and never reads or writes a tokenizer's text.
+// Sampling completions from a LlamaForCausalLM: batched greedy decoding and temperature / top-k / top-p sampling,
+// stopping each row at a stop token or after max_new_tokens. With the KV cache (the default) the prompts run once
+// (prefill) and each step feeds only the new token; without it each step re-runs the whole sequence (the reference
+// the cache is tested against). It never computes gradients, never changes the model's train/eval mode and never
+// reads or writes a tokenizer's text.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +25,13 @@ struct GenerateOptions {
   TORCH_ARG(double, temperature) = 0.0;
   /// Sampling only: keep the top_k most likely tokens (0 = the whole vocabulary); ignored when greedy.
   TORCH_ARG(int64_t, top_k) = 0;
-  /// Tokens that end a row (emitted, then the row stops). Empty: rows run to max_new_tokens.
+  /// Sampling only, after top_k: keep the smallest set of most likely tokens whose probabilities (after the
+  /// temperature) add up to at least top_p, at least one token (transformers' TopPLogitsWarper). 1 = off.
+  TORCH_ARG(double, top_p) = 1.0;
+  /// Keep the keys and values of earlier positions (prefill once, then one token per step). false re-runs the
+  /// full forward every step: the same tokens (greedy: identical ids), slower.
+  TORCH_ARG(bool, use_cache) = true;
+  /// Stop tokens: each ends its row (emitted, then the row stops). Empty: rows run to max_new_tokens.
   TORCH_ARG(std::vector<int64_t>, eos_token_ids) = {};
   /// The id written after a row has stopped, in GenerateOutput::sequences (and fed to the model, masked out).
   TORCH_ARG(int64_t, pad_token_id) = 0;
@@ -52,13 +58,13 @@ struct GenerateOutput {
 ///
 /// - input_ids: [B, P] integers, B >= 1, P >= 1, every id in [0, vocab_size), on the model's device.
 /// - attention_mask: undefined (every token real) or [B, P] bool / integer 0/1, right-padded as prefopt's
-///   collators produce: each row is 1 on its first L >= 1 positions and 0 after. Internally the prompts are
-///   moved to the right (left padding) with position ids counted from each row's first real token, so a padded
-///   row gets the very logits it would get alone.
+///   collators produce (each row 1 on its first L >= 1 positions, then 0) or left-padded as transformers'
+///   generate expects (0 first, then 1 on the last L). Internally the prompts are left-padded with position ids
+///   counted from each row's first real token, so a padded row gets the very logits it would get alone.
 /// - returns GenerateOutput (above). No gradient is recorded.
 ///
 /// Bad arguments raise an error naming them (shape, dtype, range, padding side, max_new_tokens, temperature,
-/// top_k, an EOS or pad id outside the vocabulary).
+/// top_k, top_p, a stop or pad id outside the vocabulary).
 ///
 /// Example:
 /// ```
@@ -67,7 +73,7 @@ struct GenerateOutput {
 /// auto mask = torch::tensor({{1, 1, 1, 1, 1}, {1, 1, 1, 0, 0}}, torch::kLong);
 /// auto out = prefopt::generate(*model, ids, mask,
 ///                              prefopt::GenerateOptions().max_new_tokens(8).eos_token_ids({tok.kEosId})
-///                                  .pad_token_id(tok.kPadId).temperature(1.0).top_k(20)
+///                                  .pad_token_id(tok.kPadId).temperature(1.0).top_k(20).top_p(0.9)
 ///                                  .generator(at::make_generator<at::CPUGeneratorImpl>(42)));
 /// out.sequences;           // [2, N]
 /// tok.decode(out.completions[0], true);

@@ -1,8 +1,11 @@
 // Tests of generate: greedy decoding against a manual one-row-at-a-time argmax loop over the model's forward
-// (so padding, position ids and batching change nothing), EOS stopping and padding after it, top-k and
-// temperature sampling (reproducible with a generator, never outside the top k), the id-list overload, and
-// the errors that name each bad argument.
+// (so padding on either side, position ids and batching change nothing), the KV cache against the full re-run
+// (identical greedy ids for every architecture, sliding windows shorter than the sequence included), EOS stopping
+// and padding after it, top-k, top-p and temperature sampling (reproducible with a generator, never outside the
+// top k or the nucleus), the id-list overload, and the errors that name each bad argument.
+#include <algorithm>
 #include <cstdint>
+#include <set>
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -20,8 +23,11 @@ using prefopt::testing::expect_error;
 
 constexpr int64_t kVocab = 23;
 
-LlamaForCausalLM tiny_model(uint64_t seed) {
+LlamaForCausalLM tiny_model(uint64_t seed, LlamaArchitecture architecture = LlamaArchitecture::kLlama,
+                            int64_t sliding_window = 0) {
   LlamaForCausalLM model(LlamaConfig()
+                             .architecture(architecture)
+                             .sliding_window(sliding_window)
                              .vocab_size(kVocab)
                              .hidden_size(32)
                              .intermediate_size(48)
@@ -77,6 +83,94 @@ TEST(Generate, GreedyMatchesManualArgmaxLoopWithRightPaddedBatch) {
   // The id-list overload pads the same prompts itself and agrees.
   const auto lists = generate(*model, kPrompts, GenerateOptions().max_new_tokens(6));
   EXPECT_TRUE(lists.sequences.equal(out.sequences));
+}
+
+TEST(Generate, LeftPaddedPromptsGiveTheSameTokens) {
+  auto model = tiny_model(1);
+  const int64_t P = 7, B = static_cast<int64_t>(kPrompts.size());
+  auto ids = torch::full({B, P}, 0, torch::kLong);
+  auto mask = torch::zeros({B, P}, torch::kLong);
+  for (int64_t b = 0; b < B; ++b) {
+    const auto L = static_cast<int64_t>(kPrompts[b].size());
+    for (int64_t t = 0; t < L; ++t) {
+      ids[b][P - L + t] = kPrompts[b][static_cast<size_t>(t)];
+      mask[b][P - L + t] = 1;
+    }
+  }
+  const auto left = generate(*model, ids, mask, GenerateOptions().max_new_tokens(6));
+  const auto right = generate(*model, kPrompts, GenerateOptions().max_new_tokens(6));
+  EXPECT_TRUE(left.sequences.equal(right.sequences));
+}
+
+// The cache must give exactly the ids the full re-run gives, for every architecture's attention (Qwen2's biases,
+// Qwen3's q/k norms, Mistral's window of 4 positions, shorter than prompt + completion), with padding, stop tokens
+// and rows that finish early.
+TEST(Generate, KVCacheGreedyIsIdenticalToTheFullRerun) {
+  struct Case {
+    LlamaArchitecture architecture;
+    int64_t window;
+    const char* name;
+  };
+  for (const Case c : {Case{LlamaArchitecture::kLlama, 0, "llama"}, Case{LlamaArchitecture::kQwen2, 0, "qwen2"},
+                       Case{LlamaArchitecture::kQwen3, 0, "qwen3"}, Case{LlamaArchitecture::kMistral, 4, "mistral"}}) {
+    auto model = tiny_model(21, c.architecture, c.window);
+    const auto plain = generate(*model, kPrompts, GenerateOptions().max_new_tokens(9).use_cache(false));
+    const auto cached = generate(*model, kPrompts, GenerateOptions().max_new_tokens(9));
+    EXPECT_TRUE(cached.sequences.equal(plain.sequences)) << c.name;
+    for (size_t b = 0; b < kPrompts.size(); ++b) {
+      EXPECT_EQ(cached.completions[b], manual_greedy(*model, kPrompts[b], 9, /*eos=*/-1)) << c.name << " row " << b;
+    }
+    // A stop token that ends some rows early: the finished rows' masked fillers change nothing for the others.
+    const int64_t stop = plain.sequences[0][2].item<int64_t>();
+    const auto o = GenerateOptions().max_new_tokens(9).eos_token_ids({stop}).pad_token_id(0);
+    const auto stopped_plain = generate(*model, kPrompts, GenerateOptions(o).use_cache(false));
+    const auto stopped_cached = generate(*model, kPrompts, o);
+    EXPECT_TRUE(stopped_cached.sequences.equal(stopped_plain.sequences)) << c.name;
+    EXPECT_TRUE(stopped_cached.finished.equal(stopped_plain.finished)) << c.name;
+  }
+}
+
+TEST(Generate, KVCacheSamplingDrawsTheSameTokensAsTheFullRerun) {
+  auto model = tiny_model(22, LlamaArchitecture::kQwen2);
+  auto sample = [&](bool cache) {
+    return generate(*model, kPrompts,
+                    GenerateOptions().max_new_tokens(8).temperature(1.3).top_k(10).top_p(0.9).use_cache(cache)
+                        .generator(at::make_generator<at::CPUGeneratorImpl>(5)))
+        .sequences;
+  };
+  EXPECT_TRUE(sample(true).equal(sample(false)));
+}
+
+TEST(Generate, TopPSamplesOnlyFromTheNucleus) {
+  auto model = tiny_model(5);
+  std::vector<std::vector<int64_t>> prompts(64, std::vector<int64_t>{1, 2, 3});
+  const double temperature = 3.0, top_p = 0.6;
+  const auto out = generate(*model, prompts,
+                            GenerateOptions().max_new_tokens(1).temperature(temperature).top_p(top_p).generator(
+                                at::make_generator<at::CPUGeneratorImpl>(13)));
+  // The nucleus, in float64 from the definition: the most likely tokens, in order, until their mass reaches top_p.
+  torch::NoGradGuard no_grad;
+  const auto logits = model->forward(torch::tensor(prompts[0], torch::kLong).unsqueeze(0)).select(1, -1)[0];
+  const auto probs = (logits.to(torch::kDouble) / temperature).softmax(-1);
+  const auto order = std::get<1>(probs.sort(-1, /*descending=*/true));
+  std::vector<int64_t> nucleus;
+  double mass = 0.0;
+  for (int64_t i = 0; i < kVocab && mass < top_p; ++i) {
+    const int64_t id = order[i].item<int64_t>();
+    nucleus.push_back(id);
+    mass += probs[id].item<double>();
+  }
+  ASSERT_GE(nucleus.size(), 2u) << "pick another temperature: the nucleus is a single token";
+  ASSERT_LT(nucleus.size(), static_cast<size_t>(kVocab) / 2);
+  std::set<int64_t> drawn;
+  for (int64_t b = 0; b < 64; ++b) drawn.insert(out.sequences[b][0].item<int64_t>());
+  for (const int64_t id : drawn) {
+    EXPECT_NE(std::find(nucleus.begin(), nucleus.end(), id), nucleus.end()) << "token " << id << " is outside";
+  }
+  EXPECT_GE(drawn.size(), 2u);
+  // A top_p so small that only the most likely token is left is greedy.
+  const auto tiny_p = generate(*model, kPrompts, GenerateOptions().max_new_tokens(6).temperature(1.0).top_p(1e-6));
+  EXPECT_TRUE(tiny_p.sequences.equal(generate(*model, kPrompts, GenerateOptions().max_new_tokens(6)).sequences));
 }
 
 TEST(Generate, EosStopsARowAndPadsAfterIt) {
@@ -162,8 +256,12 @@ TEST(Generate, BadArgumentsAreNamed) {
                "input_ids must be in [0, vocab_size 23) on real tokens, got values in [1, 99]");
   expect_error([&] { generate(*model, ids, torch::ones({1, 2}, torch::kLong)); },
                "attention_mask must have shape [B, P] matching input_ids [1, 3], got [1, 2]");
-  expect_error([&] { generate(*model, ids, torch::tensor({{0, 1, 1}}, torch::kLong)); },
-               "attention_mask must be right-padded");
+  expect_error([&] { generate(*model, ids, torch::tensor({{1, 0, 1}}, torch::kLong)); },
+               "attention_mask must be right-padded (each row 1 on its first tokens, then 0) or left-padded");
+  expect_error([&] { generate(*model, ids, {}, GenerateOptions().temperature(1.0).top_p(0.0)); },
+               "top_p must be in (0, 1] (1 = off), got 0");
+  expect_error([&] { generate(*model, ids, {}, GenerateOptions().temperature(1.0).top_p(1.5)); },
+               "top_p must be in (0, 1] (1 = off), got 1.5");
   expect_error([&] { generate(*model, ids, torch::tensor({{0, 0, 0}}, torch::kLong)); },
                "every prompt must have at least one real token (attention_mask row 0 is all 0)");
   expect_error([&] { generate(*model, ids, torch::tensor({{1, 2, 0}}, torch::kLong)); },
