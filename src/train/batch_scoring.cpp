@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
 #include <torch/autograd.h>
 
@@ -58,10 +59,19 @@ ModelScores run_model(LlamaForCausalLM& m, const Rows& rows, bool keep_logits, c
     auto sl = sequence_logps(logits, rows.labels);
     return {sl.logps, sl.token_logps, keep_logits ? logits : torch::Tensor()};
   }
-  const torch::Tensor hidden = m->hidden_states(rows.ids, rows.mask);
+  torch::Tensor hidden = m->hidden_states(rows.ids, rows.mask);
+  torch::Tensor weight = m->lm_head_weight();
+  // Under autocast the lm_head matmul runs in the autocast dtype, as the unfused linear does (the op itself is not
+  // autocast-aware); its log-probs still come out in float32.
+  const c10::DeviceType type = hidden.device().type();
+  if (at::autocast::is_autocast_enabled(type)) {
+    const at::ScalarType low = at::autocast::get_autocast_dtype(type);
+    hidden = hidden.to(low);
+    weight = weight.to(low);
+  }
   const int64_t b = hidden.size(0), t = hidden.size(1);
   const torch::Tensor per_token =
-      fused_linear_logps(hidden.reshape({b * t, hidden.size(2)}), m->lm_head_weight(), rows.labels.reshape({b * t}),
+      fused_linear_logps(hidden.reshape({b * t, hidden.size(2)}), weight, rows.labels.reshape({b * t}),
                          FusedLinearLogpsOptions().ignore_index(kIgnore).chunk_bytes(config.logps_chunk_bytes))
           .view({b, t});
   return {per_token.sum(1), per_token, torch::Tensor()};
@@ -116,6 +126,7 @@ ListScores score_steps(LlamaForCausalLM& policy, LlamaForCausalLM* reference_mod
   s.step_embeddings =
       step_means(hidden.detach(), hidden_steps, num_steps, /*check_inputs=*/false).means.view({b, k, num_steps, -1});
   torch::NoGradGuard guard;
+  AdaptersDisabled base_only(**reference_model);  // a reference never computes with adapters (LoRA's is the policy)
   const auto ref_tokens = sequence_logps((*reference_model)->forward(rows.ids, rows.mask), rows.labels);
   s.ref = ref_tokens.logps.view({b, k});
   s.ref_steps = step_means(ref_tokens.token_logps, logp_steps, num_steps, false).means.view({b, k, num_steps});
@@ -136,6 +147,7 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
   auto table_rows = [&] { return reference_table.index_select(0, torch::tensor(idx, torch::kLong)).to(dev); };
   auto reference = [&](const Rows& rows, bool keep_logits) {
     torch::NoGradGuard guard;
+    AdaptersDisabled base_only(**reference_model);  // a reference never computes with adapters (LoRA's is the policy)
     return run_model(*reference_model, rows, keep_logits, config_);
   };
 
@@ -307,6 +319,7 @@ torch::Tensor BatchScorer::reference_table(LlamaForCausalLM& reference_model, co
   // The table is what score() reads from a reference it runs live: score the reference as if it were the policy.
   BatchScorer live(config_, ScoringNeeds{});
   live.needs_.ld_alpha = needs_.ld_alpha;
+  AdaptersDisabled base_only(*reference_model);
   for (int64_t start = 0; start < n; start += bs) {
     std::vector<int64_t> idx(static_cast<size_t>(std::min(bs, n - start)));
     std::iota(idx.begin(), idx.end(), start);

@@ -3,6 +3,7 @@
 // options to the loss registry, which checks them against their declarations.
 #include <prefopt/train/config.h>
 
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -62,6 +63,20 @@ class Section {
     if (!has(key)) return fallback;
     if (!value_.at(key).is_boolean()) type_error(key, "a bool");
     return value_.at(key).get<bool>();
+  }
+  // A list of strings, or one string standing for a list of one.
+  std::vector<std::string> strings(const std::string& key, const std::vector<std::string>& fallback) {
+    if (!has(key)) return fallback;
+    const json& v = value_.at(key);
+    if (v.is_string()) return {v.get<std::string>()};
+    if (!v.is_array()) type_error(key, "a list of strings");
+    std::vector<std::string> out;
+    for (const auto& item : v) {
+      TORCH_CHECK(item.is_string(), source_, ": ", key_path(key), ": expected a list of strings, got an element of type ",
+                  item.type_name());
+      out.push_back(item.get<std::string>());
+    }
+    return out;
   }
   Section section(const std::string& key) { return Section(at(key), key_path(key), source_); }
   // Runs f and prefixes its error with the key path.
@@ -131,6 +146,27 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
       run.model_config = m.with_path("config", [&] { return LlamaConfig::from_json_string(c.dump(), "model.config"); });
     }
     run.model_dtype = m.with_path("dtype", [&] { return dtype_from_string(m.str("dtype", "float32")); });
+    if (m.has("save_dtype")) {
+      t.save_dtype(m.with_path("save_dtype", [&] { return dtype_from_string(m.str("save_dtype", "float32")); }));
+    }
+    if (m.has("lora")) {
+      Section l = m.section("lora");
+      LoraConfig lora;
+      lora.r(l.integer("r", lora.r()))
+          .alpha(l.real("alpha", lora.alpha()))
+          .dropout(l.real("dropout", lora.dropout()))
+          .target_modules(l.strings("target_modules", lora.target_modules()))
+          .modules_to_save(l.strings("modules_to_save", lora.modules_to_save()))
+          .init(l.str("init", lora.init()))
+          .use_rslora(l.boolean("use_rslora", lora.use_rslora()));
+      m.with_path("lora", [&] {
+        lora.validate();
+        return 0;
+      });
+      t.lora(lora);
+      t.save_merged_model(l.boolean("merge", t.save_merged_model()));
+      l.finish();
+    }
     m.finish();
   }
   // A checkpoint folder brings its own tokenizer: never byte-encode text for it silently.
@@ -254,6 +290,13 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
     t.logps_chunk_bytes(r.integer("logps_chunk_bytes", t.logps_chunk_bytes()));
     TORCH_CHECK(t.logps_chunk_bytes() > 0, source, ": training.logps_chunk_bytes: expected a positive integer, got ",
                 t.logps_chunk_bytes());
+    t.mixed_precision(r.with_path("mixed_precision", [&] {
+      return mixed_precision_from_string(r.str("mixed_precision", to_string(t.mixed_precision())));
+    }));
+    t.initial_loss_scale(r.real("initial_loss_scale", t.initial_loss_scale()));
+    TORCH_CHECK(std::isfinite(t.initial_loss_scale()) && t.initial_loss_scale() > 0, source,
+                ": training.initial_loss_scale: expected a finite number > 0, got ", t.initial_loss_scale());
+    t.gradient_checkpointing(r.boolean("gradient_checkpointing", t.gradient_checkpointing()));
     const std::string device = r.str("device", "cpu");
     t.device(r.with_path("device", [&] { return torch::Device(device); }));
     r.finish();

@@ -185,8 +185,9 @@ class RewardObjective final : public Objective {
     torch::NoGradGuard no_grad;
     head_.copy_(it->second);
   }
-  void save_model(const LlamaForCausalLMImpl& model, const std::string& directory) const override {
-    save_llama_sequence_classifier(*model.model, head_, model.config(), directory);
+  void save_model(const LlamaForCausalLMImpl& model, const std::string& directory,
+                  std::optional<torch::Dtype> dtype) const override {
+    save_llama_sequence_classifier(*model.model, head_, model.config(), directory, dtype);
   }
 
  private:
@@ -530,8 +531,9 @@ std::string cell(const std::string& text) {
 
 }  // namespace
 
-void Objective::save_model(const LlamaForCausalLMImpl& model, const std::string& directory) const {
-  save_llama(model, directory);
+void Objective::save_model(const LlamaForCausalLMImpl& model, const std::string& directory,
+                           std::optional<torch::Dtype> dtype) const {
+  save_llama(model, directory, dtype);
 }
 
 const std::vector<LossInfo>& registered_loss_infos() {

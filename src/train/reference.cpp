@@ -19,9 +19,16 @@ RefModelMode ref_model_mode_from_string(std::string_view name) {
   TORCH_CHECK(false, "unknown ref_model \"", std::string(name), "\"; valid values: \"copy\", \"precomputed\"");
 }
 
-Reference::Reference(RefModelMode mode, bool needed, const LlamaForCausalLM& policy, torch::Device device)
+Reference::Reference(RefModelMode mode, bool needed, const LlamaForCausalLM& policy, torch::Device device,
+                     bool share_policy)
     : mode_(mode), needed_(needed) {
   if (!needed_) return;
+  if (share_policy) {
+    // Scoring turns the adapters off around every reference forward (AdaptersDisabled).
+    model_ = policy;
+    shares_policy_ = true;
+    return;
+  }
   model_ = std::dynamic_pointer_cast<LlamaForCausalLMImpl>(policy->clone(device));
   TORCH_CHECK(model_, "Trainer: cloning the reference model failed");
   for (auto& p : model_->parameters()) p.set_requires_grad(false);

@@ -66,6 +66,8 @@ struct Trainer::State {
   std::unique_ptr<Reference> reference;
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::unique_ptr<LRSchedule> schedule;
+  std::unique_ptr<LossScaler> scaler;  // fp16 only
+  std::unique_ptr<LoraAdapter> lora;   // config.lora only
   std::vector<std::pair<int64_t, int64_t>> micro_batches;  // [begin, end) in the epoch's order
   int64_t total_steps = 0;
   TrainerState run;
@@ -74,9 +76,13 @@ struct Trainer::State {
   std::function<void(const std::string&)> model_files_writer;
 
   bool no_singletons() const { return objective->needs().kl_pairs; }
-  // What the optimizer trains: the model's parameters, then the loss's own (a reward model's score head).
+  // What the optimizer trains: the model's parameters (all frozen under LoRA), the adapter's, then the loss's own
+  // (a reward model's score head).
   std::vector<torch::Tensor> parameters() const {
     auto out = model->parameters();
+    if (lora) {
+      for (const auto& p : lora->parameters()) out.push_back(p);
+    }
     for (const auto& p : objective->parameters()) out.push_back(p);
     return out;
   }
@@ -95,12 +101,14 @@ struct Trainer::State {
   }
 
   void prepare_reference_tables() {
+    AutocastScope amp(config.mixed_precision(), config.device());
     const auto [train_file, eval_file] = Reference::cache_files(config.ref_logps_cache(), config.output_dir());
     reference->prepare_tables(*scorer, train, eval ? &*eval : nullptr, train_file, eval_file,
                               config.eval_batch_size());
   }
 
   BatchScores score(const Dataset& data, const std::vector<int64_t>& idx, const torch::Tensor& table) {
+    AutocastScope amp(config.mixed_precision(), config.device());
     return scorer->score(model, reference->model(), table, data, idx);
   }
 
@@ -199,13 +207,34 @@ Trainer::Trainer(TrainerConfig config, LlamaForCausalLM model, Dataset train_dat
   s.model = model;
   s.model->to(s.config.device());
   s.model->train();
+  if (s.config.mixed_precision() != MixedPrecision::No) {
+    for (const auto& item : s.model->named_parameters()) {
+      TORCH_CHECK(item.value().scalar_type() == torch::kFloat, "mixed_precision \"",
+                  to_string(s.config.mixed_precision()), "\" keeps float32 master weights and computes in ",
+                  to_string(s.config.mixed_precision()), "; the model's parameter ", item.key(), " is ",
+                  item.value().scalar_type(), " (load the model in float32: model.dtype \"float32\")");
+    }
+  }
+  if (s.config.mixed_precision() == MixedPrecision::FP16) {
+    s.scaler = std::make_unique<LossScaler>(s.config.initial_loss_scale());
+    s.run.loss_scale = s.scaler->scale();
+  }
+  s.model->set_gradient_checkpointing(s.config.gradient_checkpointing());
+  if (s.config.lora()) {
+    TORCH_CHECK(!s.config.save_merged_model() || s.config.lora()->modules_to_save().empty() ||
+                    !s.model->config().tie_word_embeddings(),
+                "lora.merge: the model ties lm_head to embed_tokens, so a separately trained copy of one of them "
+                "(lora.modules_to_save) cannot be merged into it; drop modules_to_save or merge");
+    s.lora = std::make_unique<LoraAdapter>(s.model, *s.config.lora());
+  }
   ScoringConfig scoring;
   scoring.device = s.config.device();
   if (s.model->config().pad_token_id()) scoring.pad_token_id = *s.model->config().pad_token_id();
   scoring.fused_linear_logps = s.config.fused_linear_logps();
   scoring.logps_chunk_bytes = s.config.logps_chunk_bytes();
   s.scorer = std::make_unique<BatchScorer>(scoring, needs);
-  s.reference = std::make_unique<Reference>(s.config.ref_model(), needs.reference, s.model, s.config.device());
+  s.reference = std::make_unique<Reference>(s.config.ref_model(), needs.reference, s.model, s.config.device(),
+                                            /*share_policy=*/s.lora != nullptr);
   seed_torch(s.config.seed());
   s.run.shuffle_rng.seed(s.config.seed());
 
@@ -214,6 +243,9 @@ Trainer::Trainer(TrainerConfig config, LlamaForCausalLM model, Dataset train_dat
       (s.micro_per_epoch() + s.config.gradient_accumulation_steps() - 1) / s.config.gradient_accumulation_steps();
   s.total_steps = s.config.max_steps() > 0 ? s.config.max_steps() : steps_per_epoch * s.config.num_train_epochs();
   s.objective->bind(*s.model);
+  TORCH_CHECK(!s.lora || s.objective->parameters().empty(), "lora: loss \"", s.config.loss(),
+              "\" trains a head of its own next to the model, which is not supported with a LoRA adapter; train it "
+              "without model.lora");
   s.optimizer = make_adamw(s.parameters(), s.config.learning_rate(), s.config.adam_beta1(), s.config.adam_beta2(),
                            s.config.adam_epsilon(), s.config.weight_decay());
   s.make_schedule();
@@ -222,6 +254,7 @@ Trainer::Trainer(TrainerConfig config, LlamaForCausalLM model, Dataset train_dat
 Trainer::~Trainer() = default;
 
 LlamaForCausalLM Trainer::model() const { return state_->model; }
+LoraAdapter* Trainer::lora() const { return state_->lora.get(); }
 const TrainerConfig& Trainer::config() const { return state_->config; }
 int64_t Trainer::global_step() const { return state_->run.global_step; }
 int64_t Trainer::total_steps() const { return state_->total_steps; }
@@ -293,9 +326,13 @@ std::map<std::string, double> Trainer::evaluate(const Dataset& data) {
 void Trainer::save_checkpoint(const std::string& directory) {
   auto& s = *state_;
   write_directory_atomically(directory, [&](const std::string& tmp) {
-    save_llama(*s.model, tmp + "/model");
+    if (s.lora) {
+      s.lora->save(tmp + "/model");  // the base weights are those the run started from
+    } else {
+      save_llama(*s.model, tmp + "/model");
+    }
     if (s.model_files_writer) s.model_files_writer(tmp + "/model");
-    if (s.reference->model() && s.config.ref_model() == RefModelMode::Copy) {
+    if (s.reference->model() && !s.reference->shares_policy() && s.config.ref_model() == RefModelMode::Copy) {
       save_llama(**s.reference->model(), tmp + "/ref_model");
     }
     torch::save(*s.optimizer, tmp + "/optimizer.pt");
@@ -334,9 +371,19 @@ void Trainer::load_checkpoint(const std::string& directory) {
   // Everything is read and checked before any of the run's state changes.
   SavedTrainerState saved = parse_trainer_state(text, state_path, s.identity());
 
-  load_llama_weights(*s.model, files::join(directory, "model"));
+  if (s.lora) {
+    TORCH_CHECK(files::exists(files::join(directory, "model/adapter_config.json")), "resume_from: \"", directory,
+                "\" holds no LoRA adapter (model/adapter_config.json), but this run trains one (model.lora)");
+    s.lora->load_weights(files::join(directory, "model"));
+  } else {
+    TORCH_CHECK(!files::exists(files::join(directory, "model/adapter_config.json")), "resume_from: \"", directory,
+                "\" holds a LoRA adapter; resume it with the same model.lora settings");
+    load_llama_weights(*s.model, files::join(directory, "model"));
+  }
   const std::string ref_dir = files::join(directory, "ref_model");
-  if (s.reference->model() && files::exists(ref_dir)) load_llama_weights(**s.reference->model(), ref_dir);
+  if (s.reference->model() && !s.reference->shares_policy() && files::exists(ref_dir)) {
+    load_llama_weights(**s.reference->model(), ref_dir);
+  }
   torch::load(*s.optimizer, files::join(directory, "optimizer.pt"));
   {
     torch::serialize::InputArchive archive;
@@ -358,6 +405,16 @@ void Trainer::load_checkpoint(const std::string& directory) {
     gen.set_state(cpu);
   }
   s.run = std::move(saved.state);
+  if (s.scaler) {
+    // A checkpoint of a run without fp16 has no scaler state: the scale starts afresh.
+    if (s.run.loss_scale > 0) {
+      s.scaler->set_state(s.run.loss_scale, s.run.loss_scale_growth_tracker);
+    } else {
+      s.run.loss_scale = s.scaler->scale();
+    }
+  } else {
+    s.run.loss_scale = 0.0;
+  }
   s.schedule->set_step(s.run.global_step);
   if (saved.total_steps != s.total_steps) {
     std::fprintf(stderr,
@@ -426,13 +483,26 @@ TrainResult Trainer::train() {
       const double loss_value = out.loss.item<double>();
       TORCH_CHECK(std::isfinite(loss_value), "step ", r.global_step + 1, ": the loss is ", loss_value,
                   " (micro-batch ", m, " of epoch ", r.epoch, "); stopping before it reaches the weights");
-      (out.loss / static_cast<double>(n_micro)).backward();
+      const double loss_scale = s.scaler ? s.scaler->scale() : 1.0;
+      (out.loss * (loss_scale / static_cast<double>(n_micro))).backward();
       step_loss += loss_value / static_cast<double>(n_micro);
       for (const auto& [name, value] : out.metrics) step_avg.add(name, value.item<double>());
       ++r.position;
     }
-    const double grad_norm = clip_grad_norm(s.parameters(), s.config.max_grad_norm());
-    s.optimizer->step();
+    // fp16: gradients back to their true scale; an overflow skips the step (weights and AdamW state untouched).
+    const bool skipped = s.scaler && s.scaler->unscale(s.parameters());
+    double grad_norm = 0.0;
+    if (!skipped) {
+      grad_norm = clip_grad_norm(s.parameters(), s.config.max_grad_norm());
+      s.optimizer->step();
+    }
+    if (s.scaler) {
+      s.scaler->update(skipped);
+      r.loss_scale = s.scaler->scale();
+      r.loss_scale_growth_tracker = s.scaler->growth_tracker();
+      if (skipped) ++r.skipped_steps;
+    }
+    // The schedule advances on a skipped step too, so the rate depends only on the step number.
     s.schedule->step();
     ++r.global_step;
     if (r.position >= s.micro_per_epoch()) {
@@ -445,8 +515,9 @@ TrainResult Trainer::train() {
     entry.epoch = s.fractional_epoch();
     entry.metrics = step_avg.means();
     entry.metrics["loss"] = step_loss;
-    entry.metrics["grad_norm"] = grad_norm;
+    if (!skipped) entry.metrics["grad_norm"] = grad_norm;
     entry.metrics["learning_rate"] = lr;
+    if (s.scaler) entry.metrics["loss_scale"] = s.scaler->scale();
     result.steps.push_back(entry);
     for (const auto& [name, value] : entry.metrics) r.log_accumulator.add(name, value);
     ++r.log_accumulated_steps;
@@ -460,8 +531,12 @@ TrainResult Trainer::train() {
       log.metrics = r.log_accumulator.means();
       // The rate and norm of the last step, as transformers logs them.
       log.metrics["learning_rate"] = lr;
-      log.metrics["grad_norm"] = grad_norm;
+      if (!skipped) log.metrics["grad_norm"] = grad_norm;
       log.metrics["epoch"] = entry.epoch;
+      if (s.scaler) {
+        log.metrics["loss_scale"] = s.scaler->scale();
+        log.metrics["skipped_steps"] = static_cast<double>(r.skipped_steps);
+      }
       r.log_accumulator.clear();
       r.log_accumulated_steps = 0;
       emit(log, false);
@@ -482,9 +557,19 @@ TrainResult Trainer::train() {
     if (s.config.save_final_model()) {
       write_directory_atomically(files::join(out_dir, "final"),
                                  [&](const std::string& tmp) {
-                                   s.objective->save_model(*s.model, tmp);
+                                   if (s.lora) {
+                                     s.lora->save(tmp, s.config.save_dtype());
+                                   } else {
+                                     s.objective->save_model(*s.model, tmp, s.config.save_dtype());
+                                   }
                                    if (s.model_files_writer) s.model_files_writer(tmp);
                                  });
+    }
+    if (s.lora && s.config.save_merged_model()) {
+      write_directory_atomically(files::join(out_dir, "merged"), [&](const std::string& tmp) {
+        s.lora->save_merged(tmp, s.config.save_dtype());
+        if (s.model_files_writer) s.model_files_writer(tmp);
+      });
     }
   }
   result.global_step = r.global_step;

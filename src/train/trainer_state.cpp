@@ -2,6 +2,7 @@
 // against the resuming run. Never touches a model, an optimizer or the data.
 #include <prefopt/train/trainer_state.h>
 
+#include <cmath>
 #include <sstream>
 
 #include <c10/util/Exception.h>
@@ -55,6 +56,11 @@ std::string trainer_state_json(const TrainerState& s, const RunIdentity& id) {
   for (const auto& [name, sw] : s.log_accumulator.sums) acc[name] = {sw.first, sw.second};
   st["log_accumulators"] = acc;
   st["log_accumulated_steps"] = s.log_accumulated_steps;
+  if (s.loss_scale > 0) {
+    st["loss_scaler"] = {{"scale", s.loss_scale},
+                         {"growth_tracker", s.loss_scale_growth_tracker},
+                         {"skipped_steps", s.skipped_steps}};
+  }
   st["check"] = {{"loss", id.loss},
                  {"batch_size", id.batch_size},
                  {"gradient_accumulation_steps", id.gradient_accumulation_steps},
@@ -140,6 +146,19 @@ SavedTrainerState parse_trainer_state(const std::string& text, const std::string
   }
   s.log_accumulated_steps = r.integer("log_accumulated_steps");
   r.range("log_accumulated_steps", s.log_accumulated_steps, 0, s.global_step, "steps since the last log");
+  // Only fp16 runs write the scaler; the Trainer checks that a run that needs it finds it.
+  if (root.contains("loss_scaler")) {
+    const json& scaler = root.at("loss_scaler");
+    TORCH_CHECK(scaler.is_object(), path, ": field \"loss_scaler\" must be an object");
+    const json& scale = r.at(scaler, "scale", "loss_scaler.scale");
+    TORCH_CHECK(scale.is_number() && std::isfinite(scale.get<double>()) && scale.get<double>() > 0, path,
+                ": field \"loss_scaler.scale\" must be a finite number > 0, got ", scale.dump(0));
+    s.loss_scale = scale.get<double>();
+    s.loss_scale_growth_tracker = r.integer(scaler, "growth_tracker", "loss_scaler.growth_tracker");
+    r.range("loss_scaler.growth_tracker", s.loss_scale_growth_tracker, 0, s.global_step, "clean steps in a row");
+    s.skipped_steps = r.integer(scaler, "skipped_steps", "loss_scaler.skipped_steps");
+    r.range("loss_scaler.skipped_steps", s.skipped_steps, 0, s.global_step, "steps of the run");
+  }
   return out;
 }
 

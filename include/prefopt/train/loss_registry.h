@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -108,8 +109,9 @@ class Objective {
   /// of state()).
   virtual std::vector<torch::Tensor> parameters() const { return {}; }
   /// Writes the trained model as users load it: the causal LM (save_llama), or for a reward model the decoder
-  /// with its score head as a LlamaForSequenceClassification folder.
-  virtual void save_model(const LlamaForCausalLMImpl& model, const std::string& directory) const;
+  /// with its score head as a LlamaForSequenceClassification folder; in `dtype` when given.
+  virtual void save_model(const LlamaForCausalLMImpl& model, const std::string& directory,
+                          std::optional<torch::Dtype> dtype = std::nullopt) const;
 };
 
 /// A registered loss as documentation and checks see it: its name, one line on what it is, the data format it

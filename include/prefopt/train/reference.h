@@ -32,10 +32,14 @@ RefModelMode ref_model_mode_from_string(std::string_view name);
 /// ```
 class Reference {
  public:
-  /// Clones `policy` (frozen, eval mode, on `device`) when `needed`; otherwise holds nothing.
-  Reference(RefModelMode mode, bool needed, const LlamaForCausalLM& policy, torch::Device device);
+  /// Clones `policy` (frozen, eval mode, on `device`) when `needed`; otherwise holds nothing. With
+  /// `share_policy` (a LoRA policy), the reference is `policy` itself, which scoring runs with its adapters off.
+  Reference(RefModelMode mode, bool needed, const LlamaForCausalLM& policy, torch::Device device,
+            bool share_policy = false);
 
   bool needed() const { return needed_; }
+  /// Whether the reference is the policy itself (with its adapters off), so there is no separate copy to save.
+  bool shares_policy() const { return shares_policy_; }
   RefModelMode mode() const { return mode_; }
   /// The frozen copy, or null when the loss needs no reference.
   LlamaForCausalLM* model() { return model_ ? &model_ : nullptr; }
@@ -54,6 +58,7 @@ class Reference {
  private:
   RefModelMode mode_;
   bool needed_;
+  bool shares_policy_ = false;
   LlamaForCausalLM model_{nullptr};
   torch::Tensor train_table_, eval_table_;
 };

@@ -17,9 +17,11 @@
 #include <torch/types.h>
 
 #include <prefopt/model/llama.h>
+#include <prefopt/model/lora.h>
 #include <prefopt/train/dataset.h>
 #include <prefopt/train/logging.h>
 #include <prefopt/train/loss_registry.h>
+#include <prefopt/train/mixed_precision.h>
 #include <prefopt/train/reference.h>
 
 namespace prefopt::train {
@@ -105,6 +107,32 @@ struct TrainerConfig {
   /// both models' logits for its per-token KL, always scores from logits.
   TORCH_ARG(bool, fused_linear_logps) = false;
   TORCH_ARG(int64_t, logps_chunk_bytes) = int64_t{128} << 20;
+
+  /// "bf16" / "fp16": the model's forward and backward run under autocast in that dtype while the parameters
+  /// (the master weights, which must be float32) and AdamW's state stay float32; log-probs and losses are reduced
+  /// in float32. fp16 scales the loss dynamically (LossScaler): a step whose gradients overflow is skipped (the
+  /// weights and the optimizer state are left as they were), counted in the logged "skipped_steps", and the scale
+  /// ("loss_scale" in the metrics) halves. The reference model computes under the same autocast.
+  TORCH_ARG(MixedPrecision, mixed_precision) = MixedPrecision::No;
+  /// fp16 only: the loss scale of the first step (torch.amp.GradScaler's default).
+  TORCH_ARG(double, initial_loss_scale) = 65536.0;
+  /// Recompute each decoder layer's activations in the backward instead of keeping them (see
+  /// LlamaForCausalLMImpl::set_gradient_checkpointing): the same gradients in less memory, about a third more
+  /// compute per step.
+  TORCH_ARG(bool, gradient_checkpointing) = false;
+  /// The dtype of the final model's weights on disk ("<output_dir>/final"); nullopt: the parameters' dtype.
+  /// Checkpoints keep the parameters' own dtype, since resuming from rounded weights would not be exact.
+  TORCH_ARG(std::optional<torch::Dtype>, save_dtype) = std::nullopt;
+
+  /// Train a LoRA adapter (model/lora.h) instead of the whole model: every model parameter is frozen, the
+  /// adapter's updates (and modules_to_save copies) train, and the reference of a loss that needs one is the same
+  /// model with its adapters off (no copy in memory, as TRL does with a PEFT model). Checkpoints' model/ folders
+  /// and final/ hold the adapter in PEFT's format (adapter_config.json, adapter_model.safetensors); the base
+  /// weights are the ones the run started from.
+  TORCH_ARG(std::optional<LoraConfig>, lora) = std::nullopt;
+  /// With lora: also write the model with the adapter merged into its weights, a plain Hugging Face checkpoint,
+  /// to "<output_dir>/merged" at the end of train().
+  TORCH_ARG(bool, save_merged_model) = false;
 };
 
 /// What train() did.
@@ -169,6 +197,8 @@ class Trainer {
 
   /// The policy being trained (the same module the constructor got).
   LlamaForCausalLM model() const;
+  /// The LoRA adapter being trained, or null when config.lora is unset.
+  LoraAdapter* lora() const;
   const TrainerConfig& config() const;
   /// Optimizer steps completed, and the total train() will reach.
   int64_t global_step() const;

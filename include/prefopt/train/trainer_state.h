@@ -26,6 +26,11 @@ struct TrainerState {
   /// Metrics of the steps since the last log, and their number.
   MetricAverager log_accumulator;
   int64_t log_accumulated_steps = 0;
+  /// fp16 mixed precision: the loss scaler's state (scale 0 when the run has none) and the steps skipped so far
+  /// because their gradients overflowed.
+  double loss_scale = 0.0;
+  int64_t loss_scale_growth_tracker = 0;
+  int64_t skipped_steps = 0;
 };
 
 /// What a checkpoint must agree on with the run that resumes from it, and the bounds its state is checked
