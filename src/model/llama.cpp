@@ -265,8 +265,8 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids, const torc
                 " rows but input_ids has ", B);
     TORCH_CHECK(offset >= 0 && offset + T <= cache->capacity(), "the KV cache holds ", cache->capacity(),
                 " positions; ", offset, " are filled and ", T, " more do not fit");
-    TORCH_CHECK(!at::GradMode::is_enabled() || !weight.requires_grad(),
-                "forward_cached records no gradient; call it under torch::NoGradGuard");
+    // The cache's buffers are written in place: under autograd they would join (and keep alive) every graph.
+    TORCH_CHECK(!at::GradMode::is_enabled(), "forward_cached records no gradient; call it under torch::NoGradGuard");
   }
 
   torch::Tensor keys;  // [B, T] bool, true on real tokens; undefined: every token real

@@ -278,6 +278,8 @@ TEST(Llama, CachedForwardEqualsFullForward) {
   }
   LlamaForCausalLM model(tiny());
   KVCache cache = model->new_cache(1, 3);
+  expect_error([&] { model->forward_cached(torch::tensor({{1}}, torch::kLong), {}, {}, cache); },
+               "forward_cached records no gradient; call it under torch::NoGradGuard");
   torch::NoGradGuard no_grad;
   expect_error([&] { model->forward_cached(torch::tensor({{1, 2, 3, 4}}, torch::kLong), {}, {}, cache); },
                "the KV cache holds 3 positions; 0 are filled and 4 more do not fit");
