@@ -9,6 +9,7 @@ preference dataset, with no pre-tokenizing.
 3. The saved final/ folder is a complete Hugging Face folder: AutoTokenizer and AutoModelForCausalLM load it.
 4. The errors a new user meets are clear: pre-tokenized ids beyond the model's vocabulary, a tokenizer too big for
    the model, tokenizer.type "byte" for a checkpoint that has its own tokenizer.
+5. A LoRA run (model.lora) writes a PEFT adapter to final/ and a merged checkpoint to merged/ that agree.
 Never reaches the network.
 """
 
@@ -210,3 +211,32 @@ def test_byte_tokenizer_for_a_checkpoint_with_its_own_tokenizer_is_an_error(tmp_
                             capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
     assert "has its own tokenizer.json" in result.stderr
+
+
+def test_lora_run_writes_a_peft_adapter_and_a_merged_model_that_agree(tmp_path, checkpoint):
+    """prefopt-train with model.lora on a Hugging Face folder: final/ is a PEFT adapter (with the tokenizer) that
+    peft.PeftModel.from_pretrained loads on the base checkpoint, merged/ a plain checkpoint transformers loads, the
+    two give the same logits, and training moved them away from the base model."""
+    peft = pytest.importorskip("peft", reason="peft is not installed (pip install peft)")
+    data = _write_jsonl(tmp_path / "train.jsonl", EXPLICIT)
+    config = json.loads(_config(tmp_path, checkpoint, data, max_steps=3, gradient_checkpointing=True,
+                                fused_linear_logps=True).read_text())
+    config["model"]["lora"] = {"r": 4, "alpha": 8, "target_modules": "all-linear", "merge": True}
+    (tmp_path / "run.json").write_text(json.dumps(config), encoding="utf-8")
+    result = subprocess.run([str(_train_binary()), str(tmp_path / "run.json")], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    final, merged = tmp_path / "run" / "final", tmp_path / "run" / "merged"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert (final / name).is_file(), name
+    assert not (final / "model.safetensors").exists()
+    base = transformers.AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    ids = transformers.AutoTokenizer.from_pretrained(final)("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        base_logits = base(**ids).logits
+        adapted = peft.PeftModel.from_pretrained(base, final).eval()
+        lora_logits = adapted(**ids).logits
+        merged_logits = transformers.AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()(
+            **ids).logits
+    assert (lora_logits - merged_logits).abs().max().item() < 1e-4
+    assert (lora_logits - base_logits).abs().max().item() > 1e-3, "three LoRA steps at lr 1e-3 should move the model"
