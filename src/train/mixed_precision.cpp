@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/cpu/Utils.h>
 #include <ATen/core/grad_mode.h>
 #include <c10/util/Exception.h>
 
@@ -27,6 +28,21 @@ MixedPrecision mixed_precision_from_string(std::string_view name) {
   if (name == "bf16") return MixedPrecision::BF16;
   if (name == "fp16") return MixedPrecision::FP16;
   TORCH_CHECK(false, "unknown mixed_precision \"", std::string(name), "\"; valid values: \"no\", \"bf16\", \"fp16\"");
+}
+
+std::string cpu_mixed_precision_warning(MixedPrecision mode) {
+  if (mode == MixedPrecision::No) return "";
+  const auto caps = at::cpu::get_cpu_capabilities();
+  const auto has = [&](const char* key) {
+    const auto found = caps.find(key);
+    return found != caps.end() && found->second.isBool() && found->second.toBool();
+  };
+  const bool bf16 = mode == MixedPrecision::BF16;
+  if (bf16 ? has("avx512_bf16") || has("amx_bf16") : has("avx512_fp16") || has("amx_fp16")) return "";
+  return "mixed_precision \"" + to_string(mode) + "\" on a CPU without " +
+         (bf16 ? "AVX-512 BF16 or AMX-BF16" : "AVX-512 FP16 or AMX-FP16") +
+         " instructions: ATen emulates the low-precision matmuls, many times slower than float32 here; use "
+         "mixed_precision \"no\" on this machine (or a GPU)";
 }
 
 AutocastScope::AutocastScope(MixedPrecision mode, torch::Device device) {

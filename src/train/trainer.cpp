@@ -215,6 +215,10 @@ Trainer::Trainer(TrainerConfig config, LlamaForCausalLM model, Dataset train_dat
                   item.value().scalar_type(), " (load the model in float32: model.dtype \"float32\")");
     }
   }
+  if (s.config.device().is_cpu()) {
+    const std::string slow = cpu_mixed_precision_warning(s.config.mixed_precision());
+    if (!slow.empty()) std::fprintf(stderr, "warning: %s\n", slow.c_str());
+  }
   if (s.config.mixed_precision() == MixedPrecision::FP16) {
     s.scaler = std::make_unique<LossScaler>(s.config.initial_loss_scale());
     s.run.loss_scale = s.scaler->scale();

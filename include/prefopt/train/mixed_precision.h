@@ -25,6 +25,12 @@ std::string to_string(MixedPrecision mode);
 /// "no", "bf16" or "fp16"; any other name is an error listing them.
 MixedPrecision mixed_precision_from_string(std::string_view name);
 
+/// Empty, or one line saying why `mode` will be slow on this machine's CPU: it lacks the instructions for the
+/// low-precision matmuls (AVX-512 BF16 or AMX-BF16 for bf16; AVX-512 FP16 or AMX-FP16 for fp16), so ATen emulates
+/// them, many times slower than float32 (docs/performance.md: a bf16 step did not finish in 13 minutes where the
+/// float32 one took 78 s). The Trainer prints it for a CPU run.
+std::string cpu_mixed_precision_warning(MixedPrecision mode);
+
 /// Autocast on `device` for the scope's lifetime (nothing for MixedPrecision::No); the previous state and dtype
 /// are restored at the end, and autocast's cast cache is cleared when the outermost scope ends.
 ///

@@ -70,6 +70,15 @@ TEST(LossScaler, UnscalesDetectsOverflowBacksOffAndGrows) {
   expect_error([] { pt::LossScaler(1.0, 0.5); }, "growth_factor must be > 1");
   expect_error([] { pt::mixed_precision_from_string("fp8"); },
                "unknown mixed_precision \"fp8\"; valid values: \"no\", \"bf16\", \"fp16\"");
+  EXPECT_EQ(pt::cpu_mixed_precision_warning(pt::MixedPrecision::No), "");
+  // Whether bf16 warns depends on the CPU; when it does, the line names the mode and the way out.
+  for (const auto mode : {pt::MixedPrecision::BF16, pt::MixedPrecision::FP16}) {
+    const std::string warning = pt::cpu_mixed_precision_warning(mode);
+    if (!warning.empty()) {
+      EXPECT_NE(warning.find("mixed_precision \"" + pt::to_string(mode) + "\" on a CPU without"), std::string::npos);
+      EXPECT_NE(warning.find("use mixed_precision \"no\""), std::string::npos);
+    }
+  }
 }
 
 // bf16 and fp16 compute the same training run as fp32 up to their rounding: over 4 steps of DPO the losses agree
