@@ -1,13 +1,14 @@
 // The library's file-system helpers, shared by every layer that writes files (model, train), on POSIX calls rather
 // than std::filesystem: libtorch.so exports its own copies of some std::filesystem symbols, which calls from this
-// library can bind to (remove_all through them crashes). They only query, create folders, sync and rename; they
-// never delete anything.
+// library can bind to (remove_all through them crashes). They only query, create folders, write a text file through
+// a temporary, sync and rename; they never delete anything.
 #pragma once
 
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include <fcntl.h>
@@ -76,6 +77,21 @@ inline void sync_path(const std::string& path) {
 inline std::string publish_file(const std::string& tmp, const std::string& path) {
   sync_path(tmp);
   return rename_file(tmp, path);
+}
+
+/// Writes `text` to path + ".tmp" and publishes it over `path` (publish_file). Returns an empty string or the
+/// reason it failed, naming the file.
+inline std::string write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out.is_open()) return "cannot open '" + tmp + "' for writing";
+    out << text;
+    out.flush();
+    if (!out.good()) return "writing '" + tmp + "' failed";
+  }
+  const std::string error = publish_file(tmp, path);
+  return error.empty() ? "" : "cannot rename '" + tmp + "' to '" + path + "': " + error;
 }
 
 }  // namespace prefopt::files

@@ -63,16 +63,8 @@ NamedTemplate compile(std::string name, std::string source, const std::string& w
 }
 
 void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(out.good(), "save_pretrained: cannot write ", tmp);
-    out << text;
-    out.flush();
-    TORCH_CHECK(out.good(), "save_pretrained: writing ", tmp, " failed");
-  }
-  const std::string error = files::publish_file(tmp, path);
-  TORCH_CHECK(error.empty(), "save_pretrained: cannot rename ", tmp, " to ", path, ": ", error);
+  const std::string error = files::write_text_atomically(path, text);
+  TORCH_CHECK(error.empty(), "save_pretrained: ", error);
 }
 
 }  // namespace

@@ -76,19 +76,6 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 
 }  // namespace
 
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(out.is_open(), "cannot open '", tmp, "' for writing");
-    out << text;
-    out.flush();
-    TORCH_CHECK(out.good(), "writing '", tmp, "' failed");
-  }
-  const std::string error = files::publish_file(tmp, path);
-  TORCH_CHECK(error.empty(), "cannot rename '", tmp, "' to '", path, "': ", error);
-}
-
 std::string shape_string(torch::IntArrayRef shape) {
   std::ostringstream out;
   out << shape;
@@ -143,7 +130,9 @@ void save_checkpoint_folder(const std::vector<std::pair<std::string, torch::Tens
   }
   config.torch_dtype(dtype);
   safetensors::save_file(files::join(directory, "model.safetensors"), detached, {{"format", "pt"}});
-  write_text_atomically(files::join(directory, "config.json"), config.to_json_string());
+  const std::string written = files::write_text_atomically(files::join(directory, "config.json"),
+                                                           config.to_json_string());
+  TORCH_CHECK(written.empty(), written);
 }
 
 }  // namespace prefopt::model::io

@@ -28,9 +28,6 @@ void load_checkpoint_parameters(torch::nn::Module& module, const std::string& di
 void save_checkpoint_folder(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, LlamaConfig config,
                             const std::string& directory, std::optional<torch::Dtype> dtype = std::nullopt);
 
-/// Writes `text` to `path` through a temporary file and a rename, so a failure never leaves a partial file.
-void write_text_atomically(const std::string& path, const std::string& text);
-
 /// "[2, 3]".
 std::string shape_string(torch::IntArrayRef shape);
 

@@ -332,8 +332,9 @@ void LoraAdapter::save(const std::string& directory, std::optional<torch::Dtype>
     tensors.emplace_back(name, dtype ? value.detach().to(*dtype) : value.detach());
   }
   safetensors::save_file(files::join(directory, "adapter_model.safetensors"), tensors, {{"format", "pt"}});
-  io::write_text_atomically(files::join(directory, "adapter_config.json"),
-                            config_.to_json_string(base_model_name_or_path));
+  const std::string written = files::write_text_atomically(files::join(directory, "adapter_config.json"),
+                                                           config_.to_json_string(base_model_name_or_path));
+  TORCH_CHECK(written.empty(), written);
 }
 
 void LoraAdapter::load_weights(const std::string& directory) {
