@@ -154,9 +154,13 @@ GenerateOutput generate(LlamaForCausalLMImpl& model, const torch::Tensor& input_
     // A stopped row keeps running with its new tokens masked out; its outputs are discarded.
     const torch::Tensor new_mask = done.logical_not().to(torch::kLong).unsqueeze(1);
     const torch::Tensor new_pos = positions.select(1, -1).unsqueeze(1) + 1;
-    seq = torch::cat({seq, next.unsqueeze(1)}, 1);
-    mask = torch::cat({mask, new_mask}, 1);
-    positions = torch::cat({positions, new_pos}, 1);
+    if (options.use_cache()) {  // the cache holds the past: only the newest position is needed
+      positions = new_pos;
+    } else {
+      seq = torch::cat({seq, next.unsqueeze(1)}, 1);
+      mask = torch::cat({mask, new_mask}, 1);
+      positions = torch::cat({positions, new_pos}, 1);
+    }
     last = last_logits(next.unsqueeze(1), new_mask, new_pos);
   }
 

@@ -38,6 +38,13 @@ std::string show(const json& value) {
   return text.size() > 80 ? text.substr(0, 77) + "..." : text;
 }
 
+// PEFT's rule: a module is targeted when its path equals the entry or ends with "." + the entry.
+bool path_matches(const std::string& path, const std::string& target) {
+  if (path == target) return true;
+  return path.size() > target.size() && path.compare(path.size() - target.size(), target.size(), target) == 0 &&
+         path[path.size() - target.size() - 1] == '.';
+}
+
 // The PEFT key of a modules_to_save copy.
 std::string saved_module_key(const std::string& module) {
   return std::string(kPrefix) + (module == "lm_head" ? "lm_head.weight" : "model.embed_tokens.weight");
@@ -70,14 +77,8 @@ std::vector<std::string> LoraConfig::resolved_targets() const {
 }
 
 bool LoraConfig::targets(const std::string& module_path) const {
-  for (const auto& t : resolved_targets()) {
-    if (module_path == t) return true;
-    if (module_path.size() > t.size() && module_path.compare(module_path.size() - t.size(), t.size(), t) == 0 &&
-        module_path[module_path.size() - t.size() - 1] == '.') {
-      return true;
-    }
-  }
-  return false;
+  const std::vector<std::string> all = resolved_targets();
+  return std::any_of(all.begin(), all.end(), [&](const std::string& t) { return path_matches(module_path, t); });
 }
 
 void LoraConfig::validate() const {
@@ -230,6 +231,7 @@ LoraAdapter::LoraAdapter(LlamaForCausalLM model, LoraConfig config) : model_(std
   for (auto& p : model_->parameters()) p.set_requires_grad(false);
   std::vector<std::string> projections = kAttention;
   projections.insert(projections.end(), kMlp.begin(), kMlp.end());
+  const std::vector<std::string> targets = config_.resolved_targets();
   std::set<std::string> matched;  // the entries of target_modules that found a module
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < model_->model->layers->size(); ++i) {
@@ -237,10 +239,14 @@ LoraAdapter::LoraAdapter(LlamaForCausalLM model, LoraConfig config) : model_(std
     for (const auto& name : projections) {
       const bool attention = is_attention(name);
       const std::string path = "model.layers." + std::to_string(i) + (attention ? ".self_attn." : ".mlp.") + name;
-      if (!config_.targets(path)) continue;
-      for (const auto& t : config_.resolved_targets()) {
-        if (LoraConfig().target_modules({t}).targets(path)) matched.insert(t);
+      bool targeted = false;
+      for (const auto& t : targets) {
+        if (path_matches(path, t)) {
+          matched.insert(t);
+          targeted = true;
+        }
       }
+      if (!targeted) continue;
       torch::nn::Linear linear = name == "q_proj"      ? block->self_attn->q_proj
                                  : name == "k_proj"    ? block->self_attn->k_proj
                                  : name == "v_proj"    ? block->self_attn->v_proj
@@ -271,7 +277,7 @@ LoraAdapter::LoraAdapter(LlamaForCausalLM model, LoraConfig config) : model_(std
       updates_.emplace_back(path, update);
     }
   }
-  for (const auto& t : config_.resolved_targets()) {
+  for (const auto& t : targets) {
     TORCH_CHECK(matched.count(t), "lora.target_modules: '", t, "' matches no projection of this model (",
                 model_->model->layers->size(), " layers)");
   }
