@@ -17,6 +17,7 @@
 #include <prefopt/metrics.h>
 #include <prefopt/model/llama.h>
 #include <prefopt/model/sequence_classifier.h>
+#include <prefopt/packed_scoring.h>
 #include <prefopt/scoring_joint.h>
 #include <prefopt/scoring.h>
 #include <prefopt/sequence_reductions.h>
