@@ -4,6 +4,7 @@
 #include <prefopt/data/collate.h>
 #include <prefopt/data/jsonl.h>
 #include <prefopt/data/keyphrases.h>
+#include <prefopt/data/packing.h>
 #include <prefopt/losses/degree.h>
 #include <prefopt/losses/joint.h>
 #include <prefopt/losses/listwise.h>
