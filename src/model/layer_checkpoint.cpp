@@ -90,6 +90,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   // Runs without recording a graph (Function::apply turns gradients off for the forward).
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
                                const torch::Tensor& sin, const std::optional<torch::Tensor>& mask,
+                               const std::optional<torch::Tensor>& cu_seqlens, int64_t window,
                                LlamaDecoderLayerImpl* layer, at::TensorList parameters) {
     const c10::DeviceType type = x.device().type();
     ctx->saved_data["layer"] = static_cast<int64_t>(reinterpret_cast<intptr_t>(layer));
@@ -100,8 +101,11 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     const RandomState random = RandomState::capture(x.device());
     ctx->saved_data["rng_cpu"] = random.cpu;
     if (random.device.defined()) ctx->saved_data["rng_device"] = random.device;
-    ctx->save_for_backward({x, cos, sin, mask.value_or(torch::Tensor())});
-    return layer->forward(x, cos, sin, mask.value_or(torch::Tensor()));
+    ctx->save_for_backward({x, cos, sin, mask.value_or(torch::Tensor()), cu_seqlens.value_or(torch::Tensor())});
+    ctx->saved_data["window"] = window;
+    const PackedAttention packed{cu_seqlens.value_or(torch::Tensor()), window};
+    return layer->forward(x, cos, sin, mask.value_or(torch::Tensor()), nullptr, 0,
+                          cu_seqlens.has_value() ? &packed : nullptr);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -127,7 +131,8 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
       AutocastScope autocast(x.device().type(), ctx->saved_data["autocast"].toBool(),
                              ctx->saved_data["autocast_dtype"].toScalarType());
       random.restore();
-      output = layer->forward(input, saved[1], saved[2], saved[3]);
+      const PackedAttention packed{saved[4], ctx->saved_data["window"].toInt()};
+      output = layer->forward(input, saved[1], saved[2], saved[3], nullptr, 0, saved[4].defined() ? &packed : nullptr);
       now.restore();  // the caller's stream of random numbers continues as if nothing had been redrawn
     }
     std::vector<torch::Tensor> inputs;
@@ -140,9 +145,11 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     } else {
       grads.assign(inputs.size(), torch::Tensor());
     }
-    // One slot per forward argument: x, cos, sin, mask, layer, then each parameter.
+    // One slot per forward argument: x, cos, sin, mask, cu_seqlens, window, layer, then each parameter.
     variable_list out;
     out.push_back(x_requires_grad ? grads[0] : torch::Tensor());
+    out.emplace_back();
+    out.emplace_back();
     out.emplace_back();
     out.emplace_back();
     out.emplace_back();
@@ -156,11 +163,13 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 }  // namespace
 
 torch::Tensor checkpointed_layer(LlamaDecoderLayerImpl& layer, const torch::Tensor& x, const torch::Tensor& cos,
-                                 const torch::Tensor& sin, const torch::Tensor& mask) {
+                                 const torch::Tensor& sin, const torch::Tensor& mask, const PackedAttention* packed) {
   const std::vector<torch::Tensor> parameters = trainable_parameters(layer);
-  std::optional<torch::Tensor> optional_mask;
+  std::optional<torch::Tensor> optional_mask, optional_offsets;
   if (mask.defined()) optional_mask = mask;
-  return CheckpointedLayer::apply(x, cos, sin, optional_mask, &layer, at::TensorList(parameters));
+  if (packed != nullptr) optional_offsets = packed->cu_seqlens;
+  return CheckpointedLayer::apply(x, cos, sin, optional_mask, optional_offsets, packed ? packed->window : 0, &layer,
+                                  at::TensorList(parameters));
 }
 
 }  // namespace prefopt::model::detail

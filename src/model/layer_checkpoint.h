@@ -10,9 +10,11 @@
 
 namespace prefopt::model::detail {
 
-/// layer.forward(x, cos, sin, mask) with its activations recomputed in the backward. `layer` must outlive the
-/// backward. Arguments as LlamaDecoderLayerImpl::forward (no cache).
+/// layer.forward(x, cos, sin, mask, packed) with its activations recomputed in the backward. `layer` must outlive
+/// the backward; `packed` need not (its offsets and window are kept). Arguments as LlamaDecoderLayerImpl::forward
+/// (no cache).
 torch::Tensor checkpointed_layer(LlamaDecoderLayerImpl& layer, const torch::Tensor& x, const torch::Tensor& cos,
-                                 const torch::Tensor& sin, const torch::Tensor& mask);
+                                 const torch::Tensor& sin, const torch::Tensor& mask,
+                                 const PackedAttention* packed = nullptr);
 
 }  // namespace prefopt::model::detail

@@ -91,6 +91,54 @@ torch::Tensor attention_mask_of(const torch::Tensor& key_real, int64_t offset, i
 
 using io::shape_string;
 
+// Attention of a packed row, one sequence at a time: q [1, heads, S, hd], k and v [1, heads, S, hd] (key/value heads
+// already repeated). Each sequence's slice runs causal scaled_dot_product_attention (a window mask of its own when
+// it is longer than the window), so no [S, S] mask exists and no query meets another sequence's keys.
+torch::Tensor packed_attention_per_sequence(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                            const PackedAttention& packed) {
+  const auto offsets = packed.cu_seqlens.accessor<int64_t, 1>();
+  std::vector<torch::Tensor> outs;
+  outs.reserve(static_cast<size_t>(offsets.size(0)));
+  for (int64_t i = 0; i + 1 < offsets.size(0); ++i) {
+    const int64_t begin = offsets[i], length = offsets[i + 1] - begin;
+    if (length == 0) continue;
+    const torch::Tensor mask = attention_mask_of({}, 0, length, packed.window, q.options());
+    std::optional<torch::Tensor> attn_mask;
+    if (mask.defined()) attn_mask = mask;
+    outs.push_back(at::scaled_dot_product_attention(q.narrow(2, begin, length), k.narrow(2, begin, length),
+                                                    v.narrow(2, begin, length), attn_mask, /*dropout_p=*/0.0,
+                                                    /*is_causal=*/!mask.defined() && length > 1));
+  }
+  return torch::cat(outs, 2);
+}
+
+// ATen's variable-length flash attention over the whole packed row (CUDA, bf16/fp16): q [S, heads, hd], k and v
+// [S, kv_heads, hd] (flash attention serves grouped-query heads itself). Returns [S, heads, hd], or an undefined
+// tensor when this build or device cannot run it (the caller falls back, and says so once).
+torch::Tensor packed_attention_varlen(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                      const PackedAttention& packed) {
+  const auto dtype = q.scalar_type();
+  if (!q.is_cuda() || (dtype != torch::kBFloat16 && dtype != torch::kHalf) || q.size(-1) % 8 != 0 ||
+      q.size(-1) > 256) {
+    return {};
+  }
+  const torch::Tensor& offsets = packed.cu_seqlens;
+  const int64_t max_length = (offsets.slice(0, 1) - offsets.slice(0, 0, -1)).max().item<int64_t>();
+  const torch::Tensor cu = offsets.to(q.device(), torch::kInt);
+  try {
+    // Window w: key j is visible to query i when i - w < j <= i, flash attention's (w - 1, 0) window.
+    const std::optional<int64_t> left = packed.window > 0 ? std::optional<int64_t>(packed.window - 1) : std::nullopt;
+    const std::optional<int64_t> right = packed.window > 0 ? std::optional<int64_t>(0) : std::nullopt;
+    return std::get<0>(at::_flash_attention_forward(q, k, v, cu, cu, max_length, max_length, /*dropout_p=*/0.0,
+                                                    /*is_causal=*/true, /*return_debug_mask=*/false,
+                                                    /*scale=*/std::nullopt, left, right));
+  } catch (const c10::Error& e) {
+    TORCH_WARN_ONCE("packed attention: ATen's variable-length flash attention is not available here (",
+                    e.what_without_backtrace(), "); running scaled_dot_product_attention per sequence instead");
+    return {};
+  }
+}
+
 }  // namespace
 
 // ---- adapter updates ----
@@ -149,7 +197,8 @@ void LlamaAttentionImpl::reset() {
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                          const torch::Tensor& mask, KVCache* cache, int64_t layer) {
+                                          const torch::Tensor& mask, KVCache* cache, int64_t layer,
+                                          const PackedAttention* packed) {
   const int64_t B = x.size(0), T = x.size(1), hd = config_.resolved_head_dim();
   const int64_t heads = config_.num_attention_heads(), kv_heads = config_.num_key_value_heads();
   torch::Tensor q = updates.apply("q_proj", q_proj, x).view({B, T, heads, hd});
@@ -163,6 +212,13 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
   torch::Tensor v = updates.apply("v_proj", v_proj, x).view({B, T, kv_heads, hd}).transpose(1, 2);
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
+  if (packed != nullptr) {
+    TORCH_CHECK(B == 1 && cache == nullptr && !mask.defined(),
+                "packed attention takes one row, no cache and no mask, got ", B, " rows");
+    const torch::Tensor flash =
+        packed_attention_varlen(q[0].transpose(0, 1), k[0].transpose(0, 1), v[0].transpose(0, 1), *packed);
+    if (flash.defined()) return updates.apply("o_proj", o_proj, flash.reshape({1, T, heads * hd}));
+  }
   if (cache != nullptr) {
     const int64_t start = cache->length;
     auto& keys = cache->keys[static_cast<size_t>(layer)];
@@ -179,11 +235,16 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
     k = k.unsqueeze(2).expand({B, kv_heads, groups, S, hd}).reshape({B, heads, S, hd});
     v = v.unsqueeze(2).expand({B, kv_heads, groups, S, hd}).reshape({B, heads, S, hd});
   }
-  std::optional<torch::Tensor> attn_mask;
-  if (mask.defined()) attn_mask = mask;
-  // Without a mask the attention is plain causal over T == S positions (or one query seeing every key).
-  torch::Tensor out = at::scaled_dot_product_attention(q, k, v, attn_mask, /*dropout_p=*/0.0,
-                                                       /*is_causal=*/!mask.defined() && T > 1);
+  torch::Tensor out;
+  if (packed != nullptr) {
+    out = packed_attention_per_sequence(q, k, v, *packed);
+  } else {
+    std::optional<torch::Tensor> attn_mask;
+    if (mask.defined()) attn_mask = mask;
+    // Without a mask the attention is plain causal over T == S positions (or one query seeing every key).
+    out = at::scaled_dot_product_attention(q, k, v, attn_mask, /*dropout_p=*/0.0,
+                                           /*is_causal=*/!mask.defined() && T > 1);
+  }
   return updates.apply("o_proj", o_proj, out.transpose(1, 2).reshape({B, T, heads * hd}));
 }
 
@@ -219,8 +280,8 @@ void LlamaDecoderLayerImpl::reset() {
 
 torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                              const torch::Tensor& sin, const torch::Tensor& mask, KVCache* cache,
-                                             int64_t layer) {
-  const torch::Tensor h = x + self_attn->forward(input_layernorm(x), cos, sin, mask, cache, layer);
+                                             int64_t layer, const PackedAttention* packed) {
+  const torch::Tensor h = x + self_attn->forward(input_layernorm(x), cos, sin, mask, cache, layer, packed);
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -241,7 +302,8 @@ void LlamaModelImpl::reset() {
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                                      const torch::Tensor& position_ids, KVCache* cache) {
+                                      const torch::Tensor& position_ids, KVCache* cache,
+                                      const torch::Tensor& cu_seqlens) {
   TORCH_CHECK(input_ids.defined() && input_ids.dim() == 2, "input_ids must have shape [B, T], got ",
               input_ids.defined() ? shape_string(input_ids.sizes()) : std::string("an undefined tensor"));
   TORCH_CHECK(at::isIntegralType(input_ids.scalar_type(), /*includeBool=*/false),
@@ -285,6 +347,26 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids, const torc
       keys = keys != 0;
     }
     if (keys.numel() > 0 && keys.all().item<bool>()) keys = torch::Tensor();
+  }
+  torch::Tensor offsets;  // packed rows: [N + 1] int64 on the CPU
+  if (cu_seqlens.defined()) {
+    TORCH_CHECK(B == 1, "packed input_ids must be one row [1, S], got ", shape_string(input_ids.sizes()));
+    TORCH_CHECK(cache == nullptr && !attention_mask.defined(),
+                "packed sequences take no attention_mask and no cache (cu_seqlens says where each sequence is)");
+    TORCH_CHECK(position_ids.defined(),
+                "packed sequences need position_ids (each sequence's positions counting from 0)");
+    TORCH_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.size(0) >= 1 &&
+                    at::isIntegralType(cu_seqlens.scalar_type(), /*includeBool=*/false),
+                "cu_seqlens must be [N + 1] integers, got ", shape_string(cu_seqlens.sizes()), " ",
+                cu_seqlens.scalar_type());
+    offsets = cu_seqlens.to(torch::kCPU, torch::kLong).contiguous();
+    const auto o = offsets.accessor<int64_t, 1>();
+    TORCH_CHECK(o[0] == 0 && o[o.size(0) - 1] == T, "cu_seqlens must run from 0 to the row's length ", T, ", got ",
+                o[0], " .. ", o[o.size(0) - 1]);
+    for (int64_t i = 1; i < o.size(0); ++i) {
+      TORCH_CHECK(o[i] >= o[i - 1], "cu_seqlens must be non-decreasing, got ", o[i], " after ", o[i - 1],
+                  " at index ", i);
+    }
   }
   torch::Tensor key_real = keys;  // over all S = offset + T keys
   if (cache != nullptr) {
@@ -331,11 +413,17 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids, const torc
   const bool checkpoint = gradient_checkpointing_ && is_training() && at::GradMode::is_enabled() && cache == nullptr;
   for (int64_t i = 0; i < static_cast<int64_t>(layers->size()); ++i) {
     const int64_t window = config_.layer_sliding_window(i);
+    auto* layer = layers[static_cast<size_t>(i)]->as<LlamaDecoderLayerImpl>();
+    if (offsets.defined()) {
+      const PackedAttention packed{offsets, window};
+      hidden = checkpoint ? detail::checkpointed_layer(*layer, hidden, cos, sin, {}, &packed)
+                          : layer->forward(hidden, cos, sin, {}, nullptr, i, &packed);
+      continue;
+    }
     auto found = masks.find(window);
     if (found == masks.end()) {
       found = masks.emplace(window, attention_mask_of(key_real, offset, T, window, ids.options())).first;
     }
-    auto* layer = layers[static_cast<size_t>(i)]->as<LlamaDecoderLayerImpl>();
     hidden = checkpoint ? detail::checkpointed_layer(*layer, hidden, cos, sin, found->second)
                         : layer->forward(hidden, cos, sin, found->second, cache, i);
   }
@@ -398,6 +486,18 @@ torch::Tensor LlamaForCausalLMImpl::lm_head_weight() const {
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                                             const torch::Tensor& position_ids) {
   return logits(hidden_states(input_ids, attention_mask, position_ids));
+}
+
+torch::Tensor LlamaForCausalLMImpl::hidden_states_packed(const torch::Tensor& input_ids,
+                                                         const torch::Tensor& position_ids,
+                                                         const torch::Tensor& cu_seqlens) {
+  TORCH_CHECK(cu_seqlens.defined(), "hidden_states_packed needs cu_seqlens");
+  return model->forward(input_ids, {}, position_ids, nullptr, cu_seqlens);
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward_packed(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                                                   const torch::Tensor& cu_seqlens) {
+  return logits(hidden_states_packed(input_ids, position_ids, cu_seqlens));
 }
 
 KVCache LlamaForCausalLMImpl::new_cache(int64_t batch, int64_t capacity) const {

@@ -58,6 +58,16 @@ struct KVCache {
   int64_t capacity() const { return key_mask.defined() ? key_mask.size(1) : 0; }
 };
 
+/// Attention confined to the sequences of a packed row (B = 1; a packed batch, prefopt/data/packing.h): sequence i
+/// holds the row's positions [cu_seqlens[i], cu_seqlens[i + 1]), and each query attends causally to the keys of
+/// its own sequence only (within `window` positions when window > 0), never across a boundary.
+struct PackedAttention {
+  /// [N + 1] int64 on the CPU, 0 = cu_seqlens[0] <= ... <= cu_seqlens[N] = the row's length.
+  torch::Tensor cu_seqlens;
+  /// The layer's sliding window (LlamaConfig::layer_sliding_window); 0: none.
+  int64_t window = 0;
+};
+
 /// A trainable change an adapter (LoRA, lora.h) adds to one linear projection of the model: while the model's
 /// adapters are enabled, the projection computes linear(x) + update->forward(x). The model holds updates without
 /// owning their parameters: they are not among its parameters(), not in its checkpoints and not cloned.
@@ -89,12 +99,16 @@ struct ProjectionUpdates {
 /// - cache, layer: when cache is given, this forward's keys and values are written at positions
 ///   [cache->length, cache->length + T) of layer `layer`'s tensors and the queries attend to all S of them (the
 ///   caller advances cache->length). Returns [B, T, hidden_size].
+/// - packed: when given (then B = 1, no mask, no cache), attention runs per sequence of the packed row: on CUDA in
+///   bf16/fp16 through ATen's variable-length flash attention, elsewhere (or where the build lacks it, with a
+///   one-time warning) through scaled_dot_product_attention on each sequence's slice.
 class LlamaAttentionImpl : public torch::nn::Cloneable<LlamaAttentionImpl> {
  public:
   explicit LlamaAttentionImpl(const LlamaConfig& config);
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask, KVCache* cache = nullptr, int64_t layer = 0);
+                        const torch::Tensor& mask, KVCache* cache = nullptr, int64_t layer = 0,
+                        const PackedAttention* packed = nullptr);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   /// Qwen3 only (null otherwise): RMSNorm over head_dim of each query / key head.
   RMSNorm q_norm{nullptr}, k_norm{nullptr};
@@ -129,7 +143,8 @@ class LlamaDecoderLayerImpl : public torch::nn::Cloneable<LlamaDecoderLayerImpl>
   explicit LlamaDecoderLayerImpl(const LlamaConfig& config);
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask, KVCache* cache = nullptr, int64_t layer = 0);
+                        const torch::Tensor& mask, KVCache* cache = nullptr, int64_t layer = 0,
+                        const PackedAttention* packed = nullptr);
   LlamaAttention self_attn{nullptr};
   LlamaMLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -145,9 +160,11 @@ class LlamaModelImpl : public torch::nn::Cloneable<LlamaModelImpl> {
  public:
   explicit LlamaModelImpl(const LlamaConfig& config);
   void reset() override;
-  /// Arguments as LlamaForCausalLMImpl::hidden_states; with a cache, as LlamaForCausalLMImpl::forward_cached.
+  /// Arguments as LlamaForCausalLMImpl::hidden_states; with a cache, as LlamaForCausalLMImpl::forward_cached; with
+  /// cu_seqlens, as LlamaForCausalLMImpl::hidden_states_packed.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
-                        const torch::Tensor& position_ids = {}, KVCache* cache = nullptr);
+                        const torch::Tensor& position_ids = {}, KVCache* cache = nullptr,
+                        const torch::Tensor& cu_seqlens = {});
   /// See LlamaForCausalLMImpl::set_gradient_checkpointing.
   void set_gradient_checkpointing(bool enabled) { gradient_checkpointing_ = enabled; }
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
@@ -219,6 +236,17 @@ class LlamaForCausalLMImpl : public torch::nn::Cloneable<LlamaForCausalLMImpl> {
   /// Final hidden states [B, T, hidden_size] (after the last norm, before lm_head), in the parameters' dtype.
   torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                               const torch::Tensor& position_ids = {});
+  /// Final hidden states [1, S, hidden_size] of packed sequences (prefopt/data/packing.h): N sequences laid end to
+  /// end in one row, attention confined to each (PackedAttention), so every sequence's hidden states equal those of
+  /// an unpadded forward of that sequence alone, up to float rounding, and no padding is computed.
+  /// - input_ids: [1, S] integers; position_ids: [1, S] integers, each sequence's counting from 0 (the rotary
+  ///   positions; packing.h's position_ids); cu_seqlens: [N + 1] int64 (moved to the CPU), 0 = cu_seqlens[0] <=
+  ///   ... <= cu_seqlens[N] = S.
+  torch::Tensor hidden_states_packed(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                                     const torch::Tensor& cu_seqlens);
+  /// Logits [1, S, vocab_size] of packed sequences: logits(hidden_states_packed(...)).
+  torch::Tensor forward_packed(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                               const torch::Tensor& cu_seqlens);
   /// hidden [..., hidden_size] -> logits [..., vocab_size] (hidden @ lm_head_weight()^T).
   torch::Tensor logits(const torch::Tensor& hidden);
   /// The output projection [vocab_size, hidden_size], the very tensor the logits use (the embedding's weight
