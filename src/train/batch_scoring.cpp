@@ -11,8 +11,10 @@
 #include <torch/autograd.h>
 
 #include <prefopt/data/collate.h>
+#include <prefopt/data/packing.h>
 #include <prefopt/losses/pairwise.h>
 #include <prefopt/model/sequence_classifier.h>
+#include <prefopt/packed_scoring.h>
 #include <prefopt/scoring.h>
 #include <prefopt/scoring_joint.h>
 #include <prefopt/sequence_reductions.h>
@@ -31,18 +33,50 @@ std::vector<T> gather(const std::vector<T>& all, const std::vector<int64_t>& idx
   return out;
 }
 
-// One model's scores of a collated batch: [N] summed log-probs, [N, T] token log-probs, and the [N, T, V] logits
-// when asked to keep them.
+// One model's scores of a collated batch: [N] summed log-probs, [N, T] token log-probs (in the padded layout also
+// when packed), the logits when asked to keep them ([N, T, V], or [S, V] when packed) and the final hidden states
+// when asked ([N, T, H] in the padded layout).
 struct ModelScores {
-  torch::Tensor logps, token_logps, logits;
+  torch::Tensor logps, token_logps, logits, hidden;
 };
 
+// A collated batch on the device: the padded rows, and with packing also the packed row the models run on.
 struct Rows {
   torch::Tensor ids, mask, labels;
+  bool packed = false;
+  data::PackedBatch layout;                     // packing only; CPU
+  torch::Tensor packed_ids, positions, packed_labels, cu_seqlens;  // packing only; [1, S], [1, S], [S], [N + 1]
 };
 
-Rows to_device(const data::SequenceBatch& batch, torch::Device device) {
-  return {batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device)};
+// `labels`: the batch's own labels unless given (DOVE scores the prompts too: its joint_labels).
+Rows to_device(const data::SequenceBatch& batch, torch::Device device, bool packing,
+               const torch::Tensor& labels = {}) {
+  const torch::Tensor& scored = labels.defined() ? labels : batch.labels;
+  Rows rows{batch.input_ids.to(device), batch.attention_mask.to(device), scored.to(device)};
+  if (!packing) return rows;
+  rows.packed = true;
+  rows.layout = data::pack(batch);
+  rows.packed_ids = rows.layout.input_ids.to(device);
+  rows.positions = rows.layout.position_ids.to(device);
+  rows.packed_labels = data::pack_like(rows.layout, scored).to(device);
+  rows.cu_seqlens = rows.layout.cu_seqlens.to(device);
+  return rows;
+}
+
+// The final hidden states of a batch's sequences: [N, T, H] padded, or [S, H] of the packed row.
+torch::Tensor hidden_of(LlamaForCausalLM& m, const Rows& rows) {
+  if (!rows.packed) return m->hidden_states(rows.ids, rows.mask);
+  return m->hidden_states_packed(rows.packed_ids, rows.positions, rows.layout.cu_seqlens).squeeze(0);
+}
+
+// Per-sequence log-probs of logits [N, T, V] or packed [S, V]: (logps [N], token_logps [N, T] padded).
+std::pair<torch::Tensor, torch::Tensor> logps_of(const torch::Tensor& logits, const Rows& rows) {
+  if (!rows.packed) {
+    auto sl = sequence_logps(logits, rows.labels);
+    return {sl.logps, sl.token_logps};
+  }
+  auto sl = packed_sequence_logps(logits, rows.packed_labels, rows.cu_seqlens);
+  return {sl.logps, data::unpack(rows.layout, sl.token_logps)};
 }
 
 }  // namespace
@@ -53,13 +87,17 @@ bool BatchScorer::reference_tabulable() const { return !needs_.token_kl && !need
 
 namespace {
 
-ModelScores run_model(LlamaForCausalLM& m, const Rows& rows, bool keep_logits, const ScoringConfig& config) {
+ModelScores run_model(LlamaForCausalLM& m, const Rows& rows, bool keep_logits, const ScoringConfig& config,
+                      bool keep_hidden = false) {
+  const torch::Tensor final_hidden = hidden_of(m, rows);
+  const torch::Tensor padded_hidden =
+      !keep_hidden ? torch::Tensor() : rows.packed ? data::unpack(rows.layout, final_hidden) : final_hidden;
   if (keep_logits || !config.fused_linear_logps) {
-    torch::Tensor logits = m->forward(rows.ids, rows.mask);
-    auto sl = sequence_logps(logits, rows.labels);
-    return {sl.logps, sl.token_logps, keep_logits ? logits : torch::Tensor()};
+    torch::Tensor logits = m->logits(final_hidden);
+    auto [logps, token_logps] = logps_of(logits, rows);
+    return {logps, token_logps, keep_logits ? logits : torch::Tensor(), padded_hidden};
   }
-  torch::Tensor hidden = m->hidden_states(rows.ids, rows.mask);
+  torch::Tensor hidden = final_hidden;
   torch::Tensor weight = m->lm_head_weight();
   // Under autocast the lm_head matmul runs in the autocast dtype, as the unfused linear does (the op itself is not
   // autocast-aware); its log-probs still come out in float32.
@@ -69,12 +107,28 @@ ModelScores run_model(LlamaForCausalLM& m, const Rows& rows, bool keep_logits, c
     hidden = hidden.to(low);
     weight = weight.to(low);
   }
+  const auto fused = FusedLinearLogpsOptions().ignore_index(kIgnore).chunk_bytes(config.logps_chunk_bytes);
+  if (rows.packed) {
+    const auto sl = packed_fused_linear_logps(hidden, weight, rows.packed_labels, rows.cu_seqlens, fused);
+    return {sl.logps, data::unpack(rows.layout, sl.token_logps), torch::Tensor(), padded_hidden};
+  }
   const int64_t b = hidden.size(0), t = hidden.size(1);
   const torch::Tensor per_token =
       fused_linear_logps(hidden.reshape({b * t, hidden.size(2)}), weight, rows.labels.reshape({b * t}),
-                         FusedLinearLogpsOptions().ignore_index(kIgnore).chunk_bytes(config.logps_chunk_bytes))
+                         fused)
           .view({b, t});
-  return {per_token.sum(1), per_token, torch::Tensor()};
+  return {per_token.sum(1), per_token, torch::Tensor(), padded_hidden};
+}
+
+// TDPO's per-sequence KL and WPO's per-sequence log-weights, from logits kept by run_model (padded or packed).
+torch::Tensor sequence_kl_of(const ModelScores& policy, const ModelScores& ref, const Rows& rows) {
+  if (!rows.packed) return sequence_kl(policy.logits, ref.logits, rows.labels, kIgnore);
+  return packed_sequence_kl(policy.logits, ref.logits, rows.packed_labels, rows.cu_seqlens, kIgnore);
+}
+
+torch::Tensor wpo_log_weights_of(const ModelScores& policy, const Rows& rows) {
+  if (!rows.packed) return wpo_sequence_log_weights(policy.logits, rows.labels, kIgnore);
+  return packed_wpo_sequence_log_weights(policy.logits, rows.packed_labels, rows.cu_seqlens, kIgnore);
 }
 
 // A pair batch's chosen and rejected log-probs (rows [0, B) and [B, 2B)), with LD-DPO's down-weighted tails when
@@ -91,7 +145,8 @@ std::pair<torch::Tensor, torch::Tensor> pair_logps(const ModelScores& s, const t
 // policy's mean last hidden state. Row b * K + k holds list b's response k after its prompt (P tokens): completion
 // token j sits at input position P + j and is predicted at position P - 1 + j.
 ListScores score_steps(LlamaForCausalLM& policy, LlamaForCausalLM* reference_model, const Dataset& data,
-                       const std::vector<int64_t>& idx, const data::ListBatch& batch, const Rows& rows) {
+                       const std::vector<int64_t>& idx, const data::ListBatch& batch, const Rows& rows,
+                       const ScoringConfig& config) {
   TORCH_CHECK(data.step_ids.size() == data.lists.size(), "scoring: the loss scores each response by steps ",
               "(train::add_step_ids), and the data has ", data.step_ids.empty() ? "no step ids" : "step ids for only some lists");
   TORCH_CHECK(reference_model != nullptr, "scoring: step scores need the reference model (ref_model \"copy\")");
@@ -117,8 +172,10 @@ ListScores score_steps(LlamaForCausalLM& policy, LlamaForCausalLM* reference_mod
   logp_steps = logp_steps.to(rows.ids.device());
   hidden_steps = hidden_steps.to(rows.ids.device());
   ListScores s;
-  const torch::Tensor hidden = policy->hidden_states(rows.ids, rows.mask);
-  const auto policy_tokens = sequence_logps(policy->logits(hidden), rows.labels);
+  ScoringConfig unfused = config;
+  unfused.fused_linear_logps = false;
+  const ModelScores policy_tokens = run_model(policy, rows, /*keep_logits=*/false, unfused, /*keep_hidden=*/true);
+  const torch::Tensor& hidden = policy_tokens.hidden;
   s.policy = policy_tokens.logps.view({b, k});
   const StepMeans policy_steps = step_means(policy_tokens.token_logps, logp_steps, num_steps, /*check_inputs=*/false);
   s.policy_steps = policy_steps.means.view({b, k, num_steps});
@@ -127,7 +184,7 @@ ListScores score_steps(LlamaForCausalLM& policy, LlamaForCausalLM* reference_mod
       step_means(hidden.detach(), hidden_steps, num_steps, /*check_inputs=*/false).means.view({b, k, num_steps, -1});
   torch::NoGradGuard guard;
   AdaptersDisabled base_only(**reference_model);  // a reference never computes with adapters (LoRA's is the policy)
-  const auto ref_tokens = sequence_logps((*reference_model)->forward(rows.ids, rows.mask), rows.labels);
+  const ModelScores ref_tokens = run_model(*reference_model, rows, /*keep_logits=*/false, unfused);
   s.ref = ref_tokens.logps.view({b, k});
   s.ref_steps = step_means(ref_tokens.token_logps, logp_steps, num_steps, false).means.view({b, k, num_steps});
   return s;
@@ -139,6 +196,7 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
                                const torch::Tensor& reference_table, const Dataset& data,
                                const std::vector<int64_t>& idx) const {
   const auto dev = config_.device;
+  const bool packing = config_.packing;
   const auto collate = data::CollateOptions().pad_token_id(config_.pad_token_id);
   const bool live = needs_.reference && reference_model != nullptr &&
                     (!reference_table.defined() || !reference_tabulable());
@@ -155,14 +213,16 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
     case DataFormat::Pairwise: {
       const auto batch = data::collate_pairs(gather(data.pairs, idx), collate);
       const int64_t b = batch.num_pairs;
-      const Rows rows = to_device(batch, dev);
+      const Rows rows = to_device(batch, dev, packing);
       if (needs_.pooled_hidden) {
         // A reward model reads the final hidden state at the last non-pad token; no log-prob is formed.
         PairScores s;
-        const torch::Tensor hidden = policy->hidden_states(rows.ids, rows.mask);
+        const torch::Tensor hidden = hidden_of(policy, rows);
         const torch::Tensor at = last_token_positions(rows.ids, config_.pad_token_id);
+        // Packed, row r's token at column c sits at cu_seqlens[r] + c of the packed row.
         const torch::Tensor pooled =
-            hidden.gather(1, at.view({-1, 1, 1}).expand({-1, 1, hidden.size(2)})).squeeze(1);
+            rows.packed ? hidden.index_select(0, rows.cu_seqlens.slice(0, 0, -1) + at)
+                        : hidden.gather(1, at.view({-1, 1, 1}).expand({-1, 1, hidden.size(2)})).squeeze(1);
         s.chosen_hidden = pooled.slice(0, 0, b);
         s.rejected_hidden = pooled.slice(0, b, 2 * b);
         const auto lengths = batch.completion_lengths.to(dev, torch::kFloat32);
@@ -181,7 +241,7 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
       s.rejected_lengths = lengths.slice(0, b, 2 * b);
       s.chosen_nll = mean_token_nll(pol.token_logps.slice(0, 0, b), rows.labels.slice(0, 0, b).ne(kIgnore));
       if (needs_.wpo_weights) {
-        const auto w = wpo_sequence_log_weights(pol.logits, rows.labels, kIgnore);
+        const auto w = wpo_log_weights_of(pol, rows);
         s.weights = functional::wpo_pair_weights(w.slice(0, 0, b), w.slice(0, b, 2 * b));
       }
       if (batch.margins.defined()) s.margins = batch.margins.to(dev, torch::kFloat32);
@@ -202,15 +262,17 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
           }
         }
         const auto variant_batch = data::collate_sequences(prompts, completions, collate);
-        s.variant_mask = variant_batch.attention_mask.to(dev);
-        s.variant_hidden = policy->hidden_states(variant_batch.input_ids.to(dev), s.variant_mask);
+        const Rows variant_rows = to_device(variant_batch, dev, packing);
+        s.variant_mask = variant_rows.mask;
+        const torch::Tensor variant_hidden = hidden_of(policy, variant_rows);
+        s.variant_hidden = packing ? data::unpack(variant_rows.layout, variant_hidden) : variant_hidden;
         s.degrees = torch::arange(k, torch::TensorOptions().dtype(torch::kLong).device(dev)).repeat({b});
       }
       if (live) {
         const ModelScores ref = reference(rows, needs_.token_kl);
         std::tie(s.ref_chosen, s.ref_rejected) = pair_logps(ref, rows.labels, b, needs_.ld_alpha);
         if (needs_.token_kl) {
-          const auto kl = sequence_kl(pol.logits, ref.logits, rows.labels, kIgnore);
+          const auto kl = sequence_kl_of(pol, ref, rows);
           s.chosen_kl = kl.slice(0, 0, b);
           s.rejected_kl = kl.slice(0, b, 2 * b);
         }
@@ -224,10 +286,10 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
     case DataFormat::Ranked: {
       const auto batch = data::collate_lists(gather(data.lists, idx), collate);
       const int64_t b = batch.num_lists, k = batch.list_size;
-      const Rows rows = to_device(batch, dev);
+      const Rows rows = to_device(batch, dev, packing);
       ListScores s;
       if (needs_.steps) {
-        s = score_steps(policy, reference_model, data, idx, batch, rows);
+        s = score_steps(policy, reference_model, data, idx, batch, rows, config_);
         s.lengths = batch.completion_lengths.to(dev, torch::kFloat32).view({b, k});
         s.labels = batch.list_labels.to(dev, torch::kFloat32);
         s.mask = batch.list_mask.to(dev);
@@ -249,13 +311,14 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
     case DataFormat::Unpaired: {
       const auto examples = gather(data.unpaired, idx);
       const auto batch = data::collate_unpaired(examples, collate);
-      const Rows rows = to_device(batch, dev);
+      const Rows rows = to_device(batch, dev, packing);
       UnpairedScores s;
       s.policy = run_model(policy, rows, false, config_).logps;
       s.desirable = batch.desirable.to(dev);
       Rows kl_rows;
       if (needs_.kl_pairs) {
-        kl_rows = to_device(data::collate_unpaired(data::kto_kl_examples(examples, data.max_length), collate), dev);
+        kl_rows = to_device(data::collate_unpaired(data::kto_kl_examples(examples, data.max_length), collate), dev,
+                            packing);
         torch::NoGradGuard guard;  // z0 is detached in the loss anyway
         s.policy_kl = run_model(policy, kl_rows, false, config_).logps;
       }
@@ -271,7 +334,7 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
       // DOVE scores each (prompt, response) jointly: the labels cover the prompt's tokens after the first too.
       const auto batch = data::collate_joint_pairs(gather(data.joint, idx), collate);
       const int64_t b = batch.num_pairs;
-      const Rows rows{batch.input_ids.to(dev), batch.attention_mask.to(dev), batch.joint_labels.to(dev)};
+      const Rows rows = to_device(batch, dev, packing, batch.joint_labels);
       JointScores s;
       const torch::Tensor pol = run_model(policy, rows, false, config_).logps;
       s.policy_chosen = pol.slice(0, 0, b);
@@ -294,7 +357,7 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
         completions.push_back(data.completions[static_cast<size_t>(i)].completion);
       }
       const auto batch = data::collate_sequences(prompts, completions, collate);
-      const Rows rows = to_device(batch, dev);
+      const Rows rows = to_device(batch, dev, packing);
       const ModelScores pol = run_model(policy, rows, false, config_);
       CompletionScores s;
       s.policy = pol.logps;

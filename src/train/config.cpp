@@ -212,6 +212,11 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
     TORCH_CHECK(on_error == "raise" || on_error == "skip", source, ": data.on_error: expected \"raise\" or \"skip\", ",
                 "got \"", on_error, "\"");
     e.on_error(on_error == "raise" ? data::kRaise : data::kSkip);
+    t.packing(d.boolean("packing", t.packing()));
+    t.max_tokens_per_batch(d.integer("max_tokens_per_batch", t.max_tokens_per_batch()));
+    TORCH_CHECK(t.max_tokens_per_batch() >= 0, source,
+                ": data.max_tokens_per_batch: expected a non-negative integer (0: batch_size examples per micro-batch), "
+                "got ", t.max_tokens_per_batch());
     d.finish();
   }
   if (top.has("loss")) {

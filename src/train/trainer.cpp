@@ -28,6 +28,7 @@
 #include <prefopt/train/trainer_state.h>
 
 #include "../common/files.h"
+#include "epoch_plan.h"
 
 namespace prefopt::train {
 
@@ -39,18 +40,6 @@ Dataset as_completions(const Dataset& d) {
   for (const auto& p : d.pairs) c.push_back({p.prompt, p.chosen});
   Dataset out = Dataset::from_completions(std::move(c));
   out.max_length = d.max_length;
-  return out;
-}
-
-// The micro-batches of n examples in batches of bs: [begin, end) of each. A trailing batch of one example joins
-// the one before when `no_singletons` (KTO's in-batch KL pairs need two examples).
-std::vector<std::pair<int64_t, int64_t>> split(int64_t n, int64_t bs, bool no_singletons) {
-  std::vector<std::pair<int64_t, int64_t>> out;
-  for (int64_t begin = 0; begin < n; begin += bs) out.emplace_back(begin, std::min(n, begin + bs));
-  if (no_singletons && out.size() >= 2 && out.back().second - out.back().first == 1) {
-    out.pop_back();
-    out.back().second = n;
-  }
   return out;
 }
 
@@ -69,6 +58,8 @@ struct Trainer::State {
   std::unique_ptr<LossScaler> scaler;  // fp16 only
   std::unique_ptr<LoraAdapter> lora;   // config.lora only
   std::vector<std::pair<int64_t, int64_t>> micro_batches;  // [begin, end) in the epoch's order
+  std::vector<int64_t> example_tokens;  // max_tokens_per_batch only: each training example's packed token count
+  int64_t identity_micro_batches = 0;   // the first epoch's micro-batch count (the run's identity)
   int64_t total_steps = 0;
   TrainerState run;
   bool resumed = false;
@@ -95,7 +86,7 @@ struct Trainer::State {
     id.gradient_accumulation_steps = config.gradient_accumulation_steps();
     id.dataset_size = train.size();
     id.dataset_fingerprint = train.fingerprint();
-    id.micro_batches_per_epoch = micro_per_epoch();
+    id.micro_batches_per_epoch = identity_micro_batches;
     id.total_steps = total_steps;
     return id;
   }
@@ -112,18 +103,18 @@ struct Trainer::State {
     return scorer->score(model, reference->model(), table, data, idx);
   }
 
+  detail::BatchPlan batch_plan() const {
+    detail::BatchPlan plan;
+    plan.batch_size = config.batch_size();
+    plan.max_tokens = config.max_tokens_per_batch();
+    plan.tokens = example_tokens;
+    plan.no_singletons = no_singletons();
+    return plan;
+  }
+
   void make_order() {
-    const int64_t n = train.size();
-    run.order.resize(static_cast<size_t>(n));
-    std::iota(run.order.begin(), run.order.end(), 0);
-    if (config.shuffle()) {
-      // Fisher-Yates with the raw engine output, so the order depends only on the engine (which the standard
-      // fixes), not on a library's distribution implementation.
-      for (int64_t i = n - 1; i > 0; --i) {
-        const auto j = static_cast<int64_t>(run.shuffle_rng() % static_cast<uint64_t>(i + 1));
-        std::swap(run.order[static_cast<size_t>(i)], run.order[static_cast<size_t>(j)]);
-      }
-    }
+    run.order = detail::shuffled_order(train.size(), config.shuffle(), run.shuffle_rng);
+    if (config.max_tokens_per_batch() > 0) micro_batches = detail::plan_micro_batches(run.order, batch_plan());
     run.order_ready = true;
   }
 
@@ -236,16 +227,25 @@ Trainer::Trainer(TrainerConfig config, LlamaForCausalLM model, Dataset train_dat
   if (s.model->config().pad_token_id()) scoring.pad_token_id = *s.model->config().pad_token_id();
   scoring.fused_linear_logps = s.config.fused_linear_logps();
   scoring.logps_chunk_bytes = s.config.logps_chunk_bytes();
+  scoring.packing = s.config.packing();
   s.scorer = std::make_unique<BatchScorer>(scoring, needs);
   s.reference = std::make_unique<Reference>(s.config.ref_model(), needs.reference, s.model, s.config.device(),
                                             /*share_policy=*/s.lora != nullptr);
   seed_torch(s.config.seed());
   s.run.shuffle_rng.seed(s.config.seed());
 
-  s.micro_batches = split(s.train.size(), s.config.batch_size(), s.no_singletons());
-  const int64_t steps_per_epoch =
-      (s.micro_per_epoch() + s.config.gradient_accumulation_steps() - 1) / s.config.gradient_accumulation_steps();
-  s.total_steps = s.config.max_steps() > 0 ? s.config.max_steps() : steps_per_epoch * s.config.num_train_epochs();
+  TORCH_CHECK(s.config.max_tokens_per_batch() >= 0, "max_tokens_per_batch must be >= 0, got ",
+              s.config.max_tokens_per_batch());
+  if (s.config.max_tokens_per_batch() > 0) s.example_tokens = detail::packed_token_counts(s.train);
+  {
+    std::mt19937_64 first_epoch = s.run.shuffle_rng;
+    s.micro_batches = detail::plan_micro_batches(
+        detail::shuffled_order(s.train.size(), s.config.shuffle(), first_epoch), s.batch_plan());
+  }
+  s.identity_micro_batches = s.micro_per_epoch();
+  s.total_steps = detail::count_steps(s.train.size(), s.config.shuffle(), s.run.shuffle_rng, s.batch_plan(),
+                                      s.config.gradient_accumulation_steps(), s.config.num_train_epochs(),
+                                      s.config.max_steps());
   s.objective->bind(*s.model);
   TORCH_CHECK(!s.lora || s.objective->parameters().empty(), "lora: loss \"", s.config.loss(),
               "\" trains a head of its own next to the model, which is not supported with a LoRA adapter; train it "
@@ -295,7 +295,7 @@ std::map<std::string, double> Trainer::evaluate(const Dataset& data) {
   torch::NoGradGuard guard;
   MetricAverager avg;
   std::vector<torch::Tensor> acc, tau, ndcg_v;
-  for (const auto& [begin, end] : split(d->size(), s.config.eval_batch_size(), s.no_singletons())) {
+  for (const auto& [begin, end] : detail::split(d->size(), s.config.eval_batch_size(), s.no_singletons())) {
     std::vector<int64_t> idx(static_cast<size_t>(end - begin));
     std::iota(idx.begin(), idx.end(), begin);
     const BatchScores scores = s.score(*d, idx, table);
@@ -409,6 +409,9 @@ void Trainer::load_checkpoint(const std::string& directory) {
     gen.set_state(cpu);
   }
   s.run = std::move(saved.state);
+  if (s.config.max_tokens_per_batch() > 0 && s.run.order_ready) {
+    s.micro_batches = detail::plan_micro_batches(s.run.order, s.batch_plan());
+  }
   if (s.scaler) {
     // A checkpoint of a run without fp16 has no scaler state: the scale starts afresh.
     if (s.run.loss_scale > 0) {

@@ -24,6 +24,9 @@ struct ScoringConfig {
   /// where a loss needs logits (TDPO's KL, WPO's weights).
   bool fused_linear_logps = false;
   int64_t logps_chunk_bytes = int64_t{128} << 20;
+  /// Run each micro-batch's sequences packed end to end in one row (data/packing.h) instead of padded: the same
+  /// scores up to float rounding, without computing padding.
+  bool packing = false;
 };
 
 /// Example:

@@ -107,6 +107,15 @@ struct TrainerConfig {
   /// both models' logits for its per-token KL, always scores from logits.
   TORCH_ARG(bool, fused_linear_logps) = false;
   TORCH_ARG(int64_t, logps_chunk_bytes) = int64_t{128} << 20;
+  /// Padding-free training (data.packing): each micro-batch's sequences (chosen and rejected, every response of a
+  /// list, ...) run end to end in one row with attention confined to each sequence, so no pad token is computed.
+  /// Scores, losses and gradients equal the padded run's up to float rounding, for every loss.
+  TORCH_ARG(bool, packing) = false;
+  /// > 0: a micro-batch holds as many examples, in the epoch's shuffled order, as fit this many tokens (every
+  /// sequence of an example counted, prompt included; data/packing.h's packed_token_count) instead of batch_size
+  /// examples; an example larger than the budget trains alone (KTO's micro-batches keep two examples at least). The
+  /// number of steps per epoch then follows the lengths; evaluation still batches eval_batch_size examples.
+  TORCH_ARG(int64_t, max_tokens_per_batch) = 0;
 
   /// "bf16" / "fp16": the model's forward and backward run under autocast in that dtype while the parameters
   /// (the master weights, which must be float32) and AdamW's state stay float32; log-probs and losses are reduced
