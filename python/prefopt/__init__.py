@@ -27,6 +27,7 @@ from .scoring import (  # noqa: E402
     wpo_log_weights,
     wpo_sequence_log_weights,
 )
+from .packed import packed_fused_linear_logps, packed_sequence_logps, segment_sum  # noqa: E402
 from .sequence_reductions import ld_dpo_logps, mean_token_nll, wpo_pair_weights  # noqa: E402
 from .reference_free import PairLossResult, cpo_loss, orpo_loss, simpo_loss  # noqa: E402
 from .reward import RewardLossResult, reward_loss  # noqa: E402
@@ -96,6 +97,9 @@ __all__ = [
     "wpo_log_weights",
     "wpo_sequence_log_weights",
     "fused_linear_logps",
+    "segment_sum",
+    "packed_sequence_logps",
+    "packed_fused_linear_logps",
     "library_path",
     "__version__",
 ]
