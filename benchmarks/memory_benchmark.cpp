@@ -10,8 +10,6 @@
 // benchmarks/memory_table.sh runs every variant and prints the table. Never a test.
 //
 // Usage: prefopt_memory_benchmark VARIANT [--steps 2] [--seq 1024] [--layers 24] [--threads 0]
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -26,13 +24,9 @@
 #include <prefopt/model/llama.h>
 #include <prefopt/train/trainer.h>
 
-namespace {
+#include "bench_args.h"
 
-double peak_rss_mib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
+namespace {
 
 // Qwen/Qwen2.5-0.5B's config.json shape.
 prefopt::LlamaConfig qwen25_05b(int64_t layers) {
@@ -59,18 +53,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string variant = argv[1];
-  int64_t steps = 2, seq = 1024, layers = 24, threads = 0;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    const std::string key = argv[i];
-    const int64_t value = std::atoll(argv[i + 1]);
-    if (key == "--steps") steps = value;
-    else if (key == "--seq") seq = value;
-    else if (key == "--layers") layers = value;
-    else if (key == "--threads") threads = value;
-    else {
-      std::fprintf(stderr, "unknown argument %s\n", key.c_str());
-      return 2;
-    }
+  long long steps = 2, seq = 1024, layers = 24, threads = 0;
+  if (!prefopt::bench::parse_flags(argc, argv, 2,
+                                   {{"--steps", &steps}, {"--seq", &seq}, {"--layers", &layers}, {"--threads", &threads}})) {
+    return 2;
   }
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
   namespace pt = prefopt::train;
@@ -113,7 +99,7 @@ int main(int argc, char** argv) {
   }
   auto data = pt::Dataset::from_pairs(std::move(pairs));
   data.max_length = seq;
-  const double before = peak_rss_mib();
+  const double before = prefopt::bench::peak_rss_mib();
   pt::Trainer trainer(config, model, data);
   const auto start = std::chrono::steady_clock::now();
   const auto result = trainer.train();
@@ -122,7 +108,7 @@ int main(int argc, char** argv) {
   for (const auto& s : result.steps) loss += s.metrics.at("loss");
   std::printf("variant %-14s layers %lld seq %lld: peak RSS %.0f MiB (model built: %.0f MiB), %.1f s/step over %lld "
               "steps, %d threads, mean loss %.4f\n",
-              variant.c_str(), static_cast<long long>(layers), static_cast<long long>(seq), peak_rss_mib(), before,
+              variant.c_str(), layers, seq, prefopt::bench::peak_rss_mib(), before,
               seconds / static_cast<double>(steps), static_cast<long long>(steps), at::get_num_threads(),
               loss / static_cast<double>(steps));
   return 0;
