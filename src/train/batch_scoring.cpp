@@ -52,7 +52,10 @@ struct Rows {
 Rows to_device(const data::SequenceBatch& batch, torch::Device device, bool packing,
                const torch::Tensor& labels = {}) {
   const torch::Tensor& scored = labels.defined() ? labels : batch.labels;
-  Rows rows{batch.input_ids.to(device), batch.attention_mask.to(device), scored.to(device)};
+  Rows rows;
+  rows.ids = batch.input_ids.to(device);
+  rows.mask = batch.attention_mask.to(device);
+  rows.labels = scored.to(device);
   if (!packing) return rows;
   rows.packed = true;
   rows.layout = data::pack(batch);
