@@ -8,7 +8,7 @@ VENV="$ROOT/.venv"
 
 APT_PACKAGES=(build-essential git ccache python3 python3-venv python3-dev
               libeigen3-dev nlohmann-json3-dev pkg-config libpcre2-dev libutf8proc-dev
-              libgtest-dev libgmock-dev libbenchmark-dev)
+              libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
