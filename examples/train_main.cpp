@@ -89,18 +89,22 @@ int main(int argc, char** argv) {
       return 0;
     }
     const std::string out = run.trainer.output_dir();
-    if (overwrite && !out.empty()) prefopt::train::remove_directory_tree(out);
+    // Under torchrun only rank 0 owns output_dir (it alone writes there): the others neither delete nor judge it.
+    const bool owns_output = prefopt::train::DistributedEnv::from_environment().rank == 0;
+    if (overwrite && owns_output && !out.empty()) prefopt::train::remove_directory_tree(out);
     if (resume_latest) {
       if (out.empty()) throw std::runtime_error("--resume needs an output_dir");
       const auto checkpoints = prefopt::train::list_checkpoints(out);
       if (checkpoints.empty()) throw std::runtime_error("--resume: no checkpoint-<step> folder in " + out);
       run.trainer.resume_from(checkpoints.back());
     }
-    if (!out.empty() && run.trainer.resume_from().empty() && !prefopt::train::list_checkpoints(out).empty()) {
+    if (owns_output && !out.empty() && run.trainer.resume_from().empty() &&
+        !prefopt::train::list_checkpoints(out).empty()) {
       throw std::runtime_error("output_dir " + out + " already holds checkpoints; pass --resume to continue, " +
                                "--overwrite to start over, or another --output_dir");
     }
     const auto result = prefopt::train::run_training(run);
+    if (!owns_output) return 0;  // rank 0 reports for the job
     std::printf("trained %lld steps\n", static_cast<long long>(result.global_step));
     if (!result.logs.empty()) {
       for (const auto& [name, value] : result.logs.back().metrics) std::printf("  %s = %.6g\n", name.c_str(), value);

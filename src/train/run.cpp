@@ -2,6 +2,8 @@
 // parses a config file.
 #include <prefopt/train/run.h>
 
+#include <prefopt/train/distributed.h>
+
 #include <c10/util/Exception.h>
 
 #include <fstream>
@@ -172,8 +174,16 @@ TrainResult run_training(const RunConfig& config) {
     add_step_ids(train, tokenizer, needs.step_delimiter);
     if (eval) add_step_ids(*eval, tokenizer, needs.step_delimiter);
   }
-  Trainer trainer(config.trainer, model, std::move(train), std::move(eval));
+  // Under torchrun (WORLD_SIZE > 1) this process is one rank of a data-parallel job; on CUDA each rank trains on
+  // the device of its LOCAL_RANK.
+  const DistributedEnv env = DistributedEnv::from_environment();
+  TrainerConfig trainer_config = config.trainer;
+  if (env.distributed() && trainer_config.device().is_cuda()) {
+    trainer_config.device(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank)));
+  }
+  Trainer trainer(trainer_config, model, std::move(train), std::move(eval));
   if (auto writer = model_files_writer(config, tokenizer)) trainer.set_model_files_writer(std::move(writer));
+  if (env.distributed()) trainer.set_process_group(std::make_shared<ProcessGroup>(env, trainer_config.device()));
   return trainer.train();
 }
 

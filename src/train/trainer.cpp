@@ -1,7 +1,8 @@
 // The Trainer: the step loop (micro-batches in a seeded shuffled order, gradient accumulation, clipping, AdamW on
 // the warm-up + cosine schedule), evaluation, logging and checkpoints, so that a resumed run repeats an
 // uninterrupted one exactly. Scoring lives in batch_scoring.cpp, the reference in reference.cpp, the run's
-// position in trainer_state.cpp; this file never changes the math of the layers below and never reads a config.
+// position in trainer_state.cpp, checkpoints in trainer_checkpoints.cpp; this file never changes the math of the layers
+// below and never reads a config.
 #include <prefopt/train/trainer.h>
 
 #include <algorithm>
@@ -28,7 +29,7 @@
 #include <prefopt/train/trainer_state.h>
 
 #include "../common/files.h"
-#include "epoch_plan.h"
+#include "trainer_impl.h"
 
 namespace prefopt::train {
 
@@ -44,91 +45,6 @@ Dataset as_completions(const Dataset& d) {
 }
 
 }  // namespace
-
-struct Trainer::State {
-  TrainerConfig config;
-  LlamaForCausalLM model{nullptr};
-  Dataset train;
-  std::optional<Dataset> eval;
-  std::unique_ptr<Objective> objective;
-  std::unique_ptr<BatchScorer> scorer;
-  std::unique_ptr<Reference> reference;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
-  std::unique_ptr<LRSchedule> schedule;
-  std::unique_ptr<LossScaler> scaler;  // fp16 only
-  std::unique_ptr<LoraAdapter> lora;   // config.lora only
-  std::vector<std::pair<int64_t, int64_t>> micro_batches;  // [begin, end) in the epoch's order
-  std::vector<int64_t> example_tokens;  // max_tokens_per_batch only: each training example's packed token count
-  int64_t identity_micro_batches = 0;   // the first epoch's micro-batch count (the run's identity)
-  int64_t total_steps = 0;
-  TrainerState run;
-  bool resumed = false;
-  std::function<void(const LogEntry&, bool)> callback;
-  std::function<void(const std::string&)> model_files_writer;
-
-  bool no_singletons() const { return objective->needs().kl_pairs; }
-  // What the optimizer trains: the model's parameters (all frozen under LoRA), the adapter's, then the loss's own
-  // (a reward model's score head).
-  std::vector<torch::Tensor> parameters() const {
-    auto out = model->parameters();
-    if (lora) {
-      for (const auto& p : lora->parameters()) out.push_back(p);
-    }
-    for (const auto& p : objective->parameters()) out.push_back(p);
-    return out;
-  }
-  int64_t micro_per_epoch() const { return static_cast<int64_t>(micro_batches.size()); }
-
-  RunIdentity identity() const {
-    RunIdentity id;
-    id.loss = config.loss();
-    id.batch_size = config.batch_size();
-    id.gradient_accumulation_steps = config.gradient_accumulation_steps();
-    id.dataset_size = train.size();
-    id.dataset_fingerprint = train.fingerprint();
-    id.micro_batches_per_epoch = identity_micro_batches;
-    id.total_steps = total_steps;
-    return id;
-  }
-
-  void prepare_reference_tables() {
-    AutocastScope amp(config.mixed_precision(), config.device());
-    const auto [train_file, eval_file] = Reference::cache_files(config.ref_logps_cache(), config.output_dir());
-    reference->prepare_tables(*scorer, train, eval ? &*eval : nullptr, train_file, eval_file,
-                              config.eval_batch_size());
-  }
-
-  BatchScores score(const Dataset& data, const std::vector<int64_t>& idx, const torch::Tensor& table) {
-    AutocastScope amp(config.mixed_precision(), config.device());
-    return scorer->score(model, reference->model(), table, data, idx);
-  }
-
-  detail::BatchPlan batch_plan() const {
-    detail::BatchPlan plan;
-    plan.batch_size = config.batch_size();
-    plan.max_tokens = config.max_tokens_per_batch();
-    plan.tokens = example_tokens;
-    plan.no_singletons = no_singletons();
-    return plan;
-  }
-
-  void make_order() {
-    run.order = detail::shuffled_order(train.size(), config.shuffle(), run.shuffle_rng);
-    if (config.max_tokens_per_batch() > 0) micro_batches = detail::plan_micro_batches(run.order, batch_plan());
-    run.order_ready = true;
-  }
-
-  double fractional_epoch() const {
-    return static_cast<double>(run.epoch) + static_cast<double>(run.position) / static_cast<double>(micro_per_epoch());
-  }
-
-  void make_schedule() {
-    TORCH_CHECK(config.warmup_steps() >= 0, "warmup_steps must be >= 0, got ", config.warmup_steps());
-    const int64_t warmup = LRSchedule::resolve_warmup(config.warmup_steps(), config.warmup_ratio(), total_steps);
-    schedule = std::make_unique<LRSchedule>(config.learning_rate(), total_steps, warmup, config.min_lr_ratio(),
-                                            config.lr_scheduler_type());
-  }
-};
 
 Trainer::Trainer(TrainerConfig config, LlamaForCausalLM model, Dataset train_data, std::optional<Dataset> eval_data)
     : state_(std::make_unique<State>()) {
@@ -237,15 +153,7 @@ Trainer::Trainer(TrainerConfig config, LlamaForCausalLM model, Dataset train_dat
   TORCH_CHECK(s.config.max_tokens_per_batch() >= 0, "max_tokens_per_batch must be >= 0, got ",
               s.config.max_tokens_per_batch());
   if (s.config.max_tokens_per_batch() > 0) s.example_tokens = detail::packed_token_counts(s.train);
-  {
-    std::mt19937_64 first_epoch = s.run.shuffle_rng;
-    s.micro_batches = detail::plan_micro_batches(
-        detail::shuffled_order(s.train.size(), s.config.shuffle(), first_epoch), s.batch_plan());
-  }
-  s.identity_micro_batches = s.micro_per_epoch();
-  s.total_steps = detail::count_steps(s.train.size(), s.config.shuffle(), s.run.shuffle_rng, s.batch_plan(),
-                                      s.config.gradient_accumulation_steps(), s.config.num_train_epochs(),
-                                      s.config.max_steps());
+  s.plan_epochs();
   s.objective->bind(*s.model);
   TORCH_CHECK(!s.lora || s.objective->parameters().empty(), "lora: loss \"", s.config.loss(),
               "\" trains a head of its own next to the model, which is not supported with a LoRA adapter; train it "
@@ -264,6 +172,37 @@ int64_t Trainer::global_step() const { return state_->run.global_step; }
 int64_t Trainer::total_steps() const { return state_->total_steps; }
 void Trainer::set_model_files_writer(std::function<void(const std::string&)> writer) {
   state_->model_files_writer = std::move(writer);
+}
+
+void Trainer::set_process_group(std::shared_ptr<ProcessGroup> group) {
+  auto& s = *state_;
+  TORCH_CHECK(group != nullptr, "set_process_group: the group is null");
+  TORCH_CHECK(s.run.global_step == 0 && !s.resumed, "set_process_group: call it before train()");
+  TORCH_CHECK(s.config.max_tokens_per_batch() <= 0, "data parallel training takes batch_size examples per ",
+              "micro-batch on each rank; max_tokens_per_batch (", s.config.max_tokens_per_batch(),
+              ") would give the ranks different numbers of steps");
+  TORCH_CHECK(group->device().type() == s.config.device().type(), "set_process_group: the group communicates ",
+              group->device(), " tensors but the model trains on ", s.config.device());
+  s.group = std::move(group);
+  s.reducer.reset();
+  if (s.group->size() == 1) return;
+  {
+    // Every rank starts from rank 0's parameters (the frozen ones too: a LoRA run's base weights).
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> all;
+    for (const auto& p : s.parameters()) all.push_back(p.detach());
+    s.group->broadcast(all, 0);
+  }
+  const int64_t n = s.train.size(), world = s.group->size(), rank = s.group->rank();
+  s.shard.clear();
+  for (int64_t i = 0; i < (n + world - 1) / world; ++i) s.shard.push_back((rank + i * world) % n);
+  s.plan_epochs();
+  s.make_schedule();
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : s.parameters()) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  s.reducer = std::make_unique<detail::GradientReducer>(trainable, *s.group);
 }
 
 void Trainer::set_log_callback(std::function<void(const LogEntry&, bool)> callback) {
@@ -327,117 +266,12 @@ std::map<std::string, double> Trainer::evaluate(const Dataset& data) {
   return out;
 }
 
-void Trainer::save_checkpoint(const std::string& directory) {
-  auto& s = *state_;
-  write_directory_atomically(directory, [&](const std::string& tmp) {
-    if (s.lora) {
-      s.lora->save(tmp + "/model");  // the base weights are those the run started from
-    } else {
-      save_llama(*s.model, tmp + "/model");
-    }
-    if (s.model_files_writer) s.model_files_writer(tmp + "/model");
-    if (s.reference->model() && !s.reference->shares_policy() && s.config.ref_model() == RefModelMode::Copy) {
-      save_llama(**s.reference->model(), tmp + "/ref_model");
-    }
-    torch::save(*s.optimizer, tmp + "/optimizer.pt");
-    {
-      torch::serialize::OutputArchive archive;
-      for (const auto& [name, value] : s.objective->state()) {
-        if (value.defined()) archive.write(name, value.cpu());
-      }
-      archive.save_to(tmp + "/loss_state.pt");
-    }
-    {
-      torch::serialize::OutputArchive archive;
-      auto gen = at::globalContext().defaultGenerator(c10::Device(c10::kCPU));
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      archive.write("cpu", gen.get_state());
-      archive.save_to(tmp + "/rng.pt");
-    }
-    std::ofstream out(tmp + "/trainer_state.json", std::ios::binary | std::ios::trunc);
-    out << trainer_state_json(s.run, s.identity());
-    out.close();
-    TORCH_CHECK(out.good(), "cannot write ", tmp, "/trainer_state.json");
-  });
-}
-
-void Trainer::load_checkpoint(const std::string& directory) {
-  auto& s = *state_;
-  const std::string state_path = files::join(directory, "trainer_state.json");
-  TORCH_CHECK(files::exists(state_path), "resume_from: \"", directory, "\" is not a checkpoint (no trainer_state.json)");
-  std::string text;
-  {
-    std::ifstream in(state_path, std::ios::binary);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    text = buffer.str();
-  }
-  // Everything is read and checked before any of the run's state changes.
-  SavedTrainerState saved = parse_trainer_state(text, state_path, s.identity());
-
-  if (s.lora) {
-    TORCH_CHECK(files::exists(files::join(directory, "model/adapter_config.json")), "resume_from: \"", directory,
-                "\" holds no LoRA adapter (model/adapter_config.json), but this run trains one (model.lora)");
-    s.lora->load_weights(files::join(directory, "model"));
-  } else {
-    TORCH_CHECK(!files::exists(files::join(directory, "model/adapter_config.json")), "resume_from: \"", directory,
-                "\" holds a LoRA adapter; resume it with the same model.lora settings");
-    load_llama_weights(*s.model, files::join(directory, "model"));
-  }
-  const std::string ref_dir = files::join(directory, "ref_model");
-  if (s.reference->model() && !s.reference->shares_policy() && files::exists(ref_dir)) {
-    load_llama_weights(**s.reference->model(), ref_dir);
-  }
-  torch::load(*s.optimizer, files::join(directory, "optimizer.pt"));
-  {
-    torch::serialize::InputArchive archive;
-    archive.load_from(files::join(directory, "loss_state.pt"));
-    std::map<std::string, torch::Tensor> loss_state;
-    for (const auto& [name, value] : s.objective->state()) {
-      torch::Tensor t;
-      if (archive.try_read(name, t)) loss_state[name] = t;
-    }
-    s.objective->load_state(loss_state);
-  }
-  {
-    torch::serialize::InputArchive archive;
-    archive.load_from(files::join(directory, "rng.pt"));
-    torch::Tensor cpu;
-    archive.read("cpu", cpu);
-    auto gen = at::globalContext().defaultGenerator(c10::Device(c10::kCPU));
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(cpu);
-  }
-  s.run = std::move(saved.state);
-  if (s.config.max_tokens_per_batch() > 0 && s.run.order_ready) {
-    s.micro_batches = detail::plan_micro_batches(s.run.order, s.batch_plan());
-  }
-  if (s.scaler) {
-    // A checkpoint of a run without fp16 has no scaler state: the scale starts afresh.
-    if (s.run.loss_scale > 0) {
-      s.scaler->set_state(s.run.loss_scale, s.run.loss_scale_growth_tracker);
-    } else {
-      s.run.loss_scale = s.scaler->scale();
-    }
-  } else {
-    s.run.loss_scale = 0.0;
-  }
-  s.schedule->set_step(s.run.global_step);
-  if (saved.total_steps != s.total_steps) {
-    std::fprintf(stderr,
-                 "resume: %s was written by a run of %lld steps; this run has %lld, so the learning-rate schedule "
-                 "(warm-up and decay) is recomputed for %lld steps and continues from step %lld\n",
-                 directory.c_str(), static_cast<long long>(saved.total_steps), static_cast<long long>(s.total_steps),
-                 static_cast<long long>(s.total_steps), static_cast<long long>(s.run.global_step));
-  }
-  s.resumed = true;
-}
-
 TrainResult Trainer::train() {
   auto& s = *state_;
   TrainResult result;
   if (!s.config.resume_from().empty() && !s.resumed) load_checkpoint(s.config.resume_from());
-  const std::string out_dir = s.config.output_dir();
+  // Only rank 0 writes; the others train alongside it.
+  const std::string out_dir = s.writes() ? s.config.output_dir() : std::string();
   std::string metrics_path;
   if (!out_dir.empty()) {
     make_directories(out_dir);
@@ -447,7 +281,8 @@ TrainResult Trainer::train() {
   }
   MetricsWriter metrics(metrics_path);
   s.prepare_reference_tables();
-  ProgressReporter progress(s.config.progress(), s.total_steps, s.run.global_step);
+  ProgressReporter progress(s.writes() ? s.config.progress() : ProgressMode::Silent, s.total_steps,
+                            s.run.global_step);
   auto emit = [&](const LogEntry& entry, bool is_eval) {
     metrics.append(entry);
     progress.log(entry, is_eval);
@@ -485,7 +320,9 @@ TrainResult Trainer::train() {
     double step_loss = 0.0;
     for (int64_t m = 0; m < n_micro; ++m) {
       const auto [begin, end] = s.micro_batches[static_cast<size_t>(r.position)];
-      std::vector<int64_t> idx(r.order.begin() + begin, r.order.begin() + end);
+      const std::vector<int64_t> idx = s.examples(begin, end);
+      // Data parallel: only a step's last backward communicates; the others accumulate locally.
+      if (s.reducer) s.reducer->set_sync(m == n_micro - 1);
       auto out = s.objective->compute(s.score(s.train, idx, s.reference->table(false)));
       const double loss_value = out.loss.item<double>();
       TORCH_CHECK(std::isfinite(loss_value), "step ", r.global_step + 1, ": the loss is ", loss_value,
@@ -495,6 +332,20 @@ TrainResult Trainer::train() {
       step_loss += loss_value / static_cast<double>(n_micro);
       for (const auto& [name, value] : out.metrics) step_avg.add(name, value.item<double>());
       ++r.position;
+    }
+    if (s.reducer) {
+      s.reducer->finish();
+      // The logged loss and metrics are means over the ranks (each rank's over its own micro-batches).
+      std::vector<double> values{step_loss};
+      const auto means = step_avg.means();
+      for (const auto& [name, value] : means) values.push_back(value);
+      torch::Tensor reduced = torch::tensor(values, torch::kFloat64).to(s.group->device());
+      s.group->all_reduce(reduced);
+      reduced = (reduced / static_cast<double>(s.world())).cpu();
+      step_loss = reduced[0].item<double>();
+      step_avg = MetricAverager();
+      int64_t k = 1;
+      for (const auto& [name, value] : means) step_avg.add(name, reduced[k++].item<double>());
     }
     // fp16: gradients back to their true scale; an overflow skips the step (weights and AdamW state untouched).
     const bool skipped = s.scaler && s.scaler->unscale(s.parameters());
@@ -580,6 +431,8 @@ TrainResult Trainer::train() {
     }
   }
   result.global_step = r.global_step;
+  // No rank leaves (closing its connections, rank 0 its store) while another still writes or communicates.
+  if (s.group && s.group->size() > 1) s.group->barrier();
   return result;
 }
 

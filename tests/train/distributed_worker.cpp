@@ -3,6 +3,8 @@
 // "key value" line each, so the test checks every rank's view. Not a test by itself.
 //
 // Usage: prefopt_distributed_worker collectives | die_early TIMEOUT_MS
+//        prefopt_distributed_worker train OUT_DIR STEPS BATCH_SIZE [RESUME_FROM]   (DIE_AT_STEP=k: the last rank
+//        exits at step k; PAD_DATA=1 in a single process: append the examples a 2-rank run pads its epoch with)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -12,12 +14,101 @@
 #include <torch/types.h>
 
 #include <prefopt/train/distributed.h>
+#include <prefopt/train/trainer.h>
 
 namespace pt = prefopt::train;
+
+namespace {
+
+// Seven pairs of varied lengths (not a multiple of 2 or 3 ranks), built the same way in every process.
+pt::Dataset seven_pairs(bool pad_for_two_ranks) {
+  std::vector<prefopt::data::PairExample> pairs;
+  for (int64_t i = 0; i < 7; ++i) {
+    std::vector<int64_t> prompt{257}, chosen, rejected;
+    for (int64_t j = 0; j < 2 + i % 3; ++j) prompt.push_back(97 + (i * 7 + j) % 26);
+    for (int64_t j = 0; j < 3 + i % 4; ++j) chosen.push_back(97 + (i * 3 + j) % 26);
+    for (int64_t j = 0; j < 2 + (i + 1) % 5; ++j) rejected.push_back(65 + (i * 5 + j) % 26);
+    chosen.push_back(258);
+    rejected.push_back(258);
+    pairs.push_back({prompt, chosen, rejected});
+  }
+  // Two ranks deal positions 0..6 out in turn and wrap: the second rank's fourth example is position 0 again.
+  if (pad_for_two_ranks) pairs.push_back(pairs[0]);
+  return pt::Dataset::from_pairs(std::move(pairs));
+}
+
+prefopt::LlamaForCausalLM tiny_model() {
+  torch::manual_seed(0);
+  return prefopt::LlamaForCausalLM(prefopt::LlamaConfig()
+                                       .vocab_size(259)
+                                       .hidden_size(16)
+                                       .intermediate_size(32)
+                                       .num_hidden_layers(2)
+                                       .num_attention_heads(2)
+                                       .num_key_value_heads(1)
+                                       .pad_token_id(256));
+}
+
+// Every parameter's bytes, in order, to OUT_DIR/params_rank<R>.bin.
+void write_parameters(prefopt::LlamaForCausalLM& model, const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  for (const auto& p : model->parameters()) {
+    const torch::Tensor c = p.detach().contiguous().cpu();
+    std::fwrite(c.data_ptr(), 1, static_cast<size_t>(c.nbytes()), f);
+  }
+  std::fclose(f);
+}
+
+int train(int argc, char** argv, const pt::DistributedEnv& env, std::chrono::milliseconds timeout) {
+  const std::string out = argv[2];
+  const int64_t steps = std::atoll(argv[3]), batch = std::atoll(argv[4]);
+  const std::string resume = argc > 5 ? argv[5] : "";
+  const char* pad = std::getenv("PAD_DATA");
+  const char* die = std::getenv("DIE_AT_STEP");
+  auto model = tiny_model();
+  auto config = pt::TrainerConfig()
+                    .loss("dpo")
+                    .batch_size(batch)
+                    .max_steps(steps)
+                    .learning_rate(1e-2)
+                    .logging_steps(1)
+                    .save_steps(2)
+                    .shuffle(false)
+                    .seed(3)
+                    .progress(pt::ProgressMode::Silent)
+                    .save_final_model(false)
+                    .output_dir(out)
+                    .resume_from(resume);
+  pt::Trainer trainer(config, model, seven_pairs(pad != nullptr && std::string(pad) == "1"));
+  if (env.distributed()) trainer.set_process_group(std::make_shared<pt::ProcessGroup>(env, torch::kCPU, timeout));
+  trainer.set_log_callback([&](const pt::LogEntry& entry, bool is_eval) {
+    if (is_eval) return;
+    std::printf("step %lld loss %.17g\n", static_cast<long long>(entry.step), entry.metrics.at("loss"));
+    std::fflush(stdout);
+    if (die != nullptr && env.rank == env.world_size - 1 && entry.step == std::atoll(die)) std::_Exit(9);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    trainer.train();
+  } catch (const c10::Error& e) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("error after %.1f s: %s\n", s, e.what_without_backtrace());
+    return 3;
+  }
+  write_parameters(model, out + "/params_rank" + std::to_string(env.rank) + ".bin");
+  std::printf("trained\n");
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   const std::string scenario = argc > 1 ? argv[1] : "";
   const auto env = pt::DistributedEnv::from_environment();
+  if (scenario == "train") {
+    const char* t = std::getenv("PG_TIMEOUT_MS");
+    return train(argc, argv, env, std::chrono::milliseconds(t != nullptr ? std::atoll(t) : 60000));
+  }
   const auto timeout = std::chrono::milliseconds(argc > 2 ? std::atoll(argv[2]) : 60000);
   try {
     pt::ProcessGroup group(env, torch::kCPU, timeout);

@@ -19,6 +19,7 @@
 #include <prefopt/model/llama.h>
 #include <prefopt/model/lora.h>
 #include <prefopt/train/dataset.h>
+#include <prefopt/train/distributed.h>
 #include <prefopt/train/logging.h>
 #include <prefopt/train/loss_registry.h>
 #include <prefopt/train/mixed_precision.h>
@@ -203,6 +204,16 @@ class Trainer {
 
   /// Called with each logging-step entry and each evaluation, after they are written.
   void set_log_callback(std::function<void(const LogEntry& entry, bool is_eval)> callback);
+
+  /// Makes this trainer one rank of a data-parallel job (distributed.h): call it on every rank, before train().
+  /// Every rank gets rank 0's parameters; each epoch's shuffled order (the same on every rank) is dealt out to
+  /// the ranks in turn, a rank taking positions rank, rank + world, ... (the last positions wrap to the start,
+  /// so every rank gets ceil(n / world) examples, as DistributedSampler pads); batch_size stays per rank, so the
+  /// global batch is batch_size x gradient_accumulation_steps x world. Gradients are averaged over the ranks in
+  /// buckets as the backward produces them (only on a step's last micro-batch); the logged loss and metrics are
+  /// means over the ranks; only rank 0 writes metrics, checkpoints and the final model, and every rank resumes
+  /// from them. Not with max_tokens_per_batch.
+  void set_process_group(std::shared_ptr<ProcessGroup> group);
 
   /// The policy being trained (the same module the constructor got).
   LlamaForCausalLM model() const;

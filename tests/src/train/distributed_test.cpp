@@ -3,9 +3,12 @@
 // every rank (which also shows that Debian's Gloo headers agree with the Gloo inside LibTorch for what prefopt
 // calls), and a rank that dies ends the others' collective with an error within the timeout instead of a hang.
 #include <array>
+#include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,7 @@
 #include <prefopt/train/distributed.h>
 
 #include "support/expect_error.h"
+#include "support/temp_tree.h"
 
 extern char** environ;
 
@@ -69,7 +73,7 @@ struct Rank {
 
 // Runs `world` copies of the worker as torchrun would (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT),
 // each with its output captured in a temporary file, and waits for all.
-std::vector<Rank> launch(int world, const std::vector<std::string>& args) {
+std::vector<Rank> launch(int world, const std::vector<std::string>& args, const std::vector<std::string>& extra_env = {}) {
   const std::string worker = PREFOPT_DISTRIBUTED_WORKER;
   const int port = free_port();
   std::vector<pid_t> pids;
@@ -83,6 +87,7 @@ std::vector<Rank> launch(int world, const std::vector<std::string>& args) {
     env_strings.push_back("MASTER_ADDR=127.0.0.1");
     env_strings.push_back("MASTER_PORT=" + std::to_string(port));
     env_strings.push_back("GLOO_SOCKET_IFNAME=lo");
+    env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
     std::vector<char*> envp;
     for (auto& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
@@ -121,6 +126,28 @@ std::vector<Rank> launch(int world, const std::vector<std::string>& args) {
 }
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+std::vector<float> read_floats(const std::string& path) {
+  std::vector<float> out;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    float v = 0;
+    while (std::fread(&v, sizeof(float), 1, f) == 1) out.push_back(v);
+    std::fclose(f);
+  }
+  return out;
+}
+
+std::vector<double> losses(const std::string& output) {
+  std::vector<double> out;
+  size_t at = 0;
+  while ((at = output.find("step ", at)) != std::string::npos) {
+    long long step = 0;
+    double loss = 0;
+    if (std::sscanf(output.c_str() + at, "step %lld loss %lf", &step, &loss) == 2) out.push_back(loss);
+    at += 5;
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -198,4 +225,63 @@ TEST(TrainDistributed, ADeadRankEndsTheOthersWithAnErrorWithinTheTimeout) {
   double seconds = 1e9;
   std::sscanf(out.c_str(), "error after %lf s", &seconds);
   EXPECT_LT(seconds, 30.0) << out;
+}
+
+// Two ranks on seven pairs (not a multiple of 2; the second rank's last example wraps to the first), batch 2 per
+// rank, against one process with batch 4 on the same seven pairs plus the wrapped one: the same global batches.
+TEST(TrainDistributed, TwoRanksTrainLikeOneProcessWithTheGlobalBatchAndResumeExactly) {
+  if (!pt::ProcessGroup::available(torch::kCPU)) GTEST_SKIP() << "built without Gloo's headers (libgloo-dev)";
+  prefopt::testing::TempTree tmp;
+  const auto two = launch(2, {"train", tmp / "two", "4", "2"});
+  for (const auto& r : two) ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto one = launch(1, {"train", tmp / "one", "4", "4"}, {"PAD_DATA=1"});
+  ASSERT_EQ(one[0].exit_code, 0) << one[0].output;
+
+  // Bit-identical parameters on both ranks.
+  const auto p0 = read_floats(tmp / "two/params_rank0.bin"), p1 = read_floats(tmp / "two/params_rank1.bin");
+  ASSERT_FALSE(p0.empty());
+  ASSERT_EQ(p0.size(), p1.size());
+  EXPECT_EQ(std::memcmp(p0.data(), p1.data(), p0.size() * sizeof(float)), 0);
+  // Equal to the single process within 1e-6 relative (the norm of the difference against the parameters' norm),
+  // and the same losses at every step.
+  const auto single = read_floats(tmp / "one/params_rank0.bin");
+  ASSERT_EQ(single.size(), p0.size());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < p0.size(); ++i) {
+    diff += (static_cast<double>(p0[i]) - single[i]) * (static_cast<double>(p0[i]) - single[i]);
+    norm += static_cast<double>(single[i]) * single[i];
+  }
+  EXPECT_LE(std::sqrt(diff), 1e-6 * std::sqrt(norm));
+  const auto l2 = losses(two[0].output), l1 = losses(one[0].output);
+  ASSERT_EQ(l2.size(), 4u) << two[0].output;
+  ASSERT_EQ(l1.size(), 4u) << one[0].output;
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(l2[i], l1[i], 1e-6 * std::abs(l1[i])) << "step " << i + 1;
+  EXPECT_EQ(losses(two[1].output), l2);  // every rank logs the mean over the ranks
+
+  // Only rank 0 wrote; a resume of the 2-rank run from its step-2 checkpoint ends bit-identical.
+  EXPECT_TRUE(prefopt::testing::path_exists(tmp / "two/checkpoint-2/trainer_state.json"));
+  const auto resumed = launch(2, {"train", tmp / "resumed", "4", "2", tmp / "two/checkpoint-2"});
+  for (const auto& r : resumed) ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto q0 = read_floats(tmp / "resumed/params_rank0.bin");
+  ASSERT_EQ(q0.size(), p0.size());
+  EXPECT_EQ(std::memcmp(q0.data(), p0.data(), p0.size() * sizeof(float)), 0);
+  const auto lr = losses(resumed[0].output);
+  ASSERT_EQ(lr.size(), 2u);
+  EXPECT_EQ(lr[0], l2[2]);
+  EXPECT_EQ(lr[1], l2[3]);
+}
+
+TEST(TrainDistributed, KillingOneRankEndsTheOtherWithAClearError) {
+  if (!pt::ProcessGroup::available(torch::kCPU)) GTEST_SKIP() << "built without Gloo's headers (libgloo-dev)";
+  prefopt::testing::TempTree tmp;
+  const auto ranks = launch(2, {"train", tmp / "run", "6", "2"}, {"DIE_AT_STEP=2", "PG_TIMEOUT_MS=5000"});
+  EXPECT_EQ(ranks[1].exit_code, 9) << ranks[1].output;
+  EXPECT_EQ(ranks[0].exit_code, 3) << ranks[0].output;
+  EXPECT_TRUE(contains(ranks[0].output, "process group:")) << ranks[0].output;
+  EXPECT_TRUE(contains(ranks[0].output, "failed on rank 0 of 2")) << ranks[0].output;
+  double seconds = 1e9;
+  const size_t at = ranks[0].output.find("error after ");
+  ASSERT_NE(at, std::string::npos);
+  std::sscanf(ranks[0].output.c_str() + at, "error after %lf s", &seconds);
+  EXPECT_LT(seconds, 30.0);
 }
