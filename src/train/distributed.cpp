@@ -10,6 +10,7 @@
 // "Several processes", on the limits; tests/src/train/distributed_test.cpp runs every collective used here).
 #include <prefopt/train/distributed.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -103,15 +104,26 @@ namespace {
 class PendingWork : public ProcessGroup::Pending {
  public:
   PendingWork(c10::intrusive_ptr<c10d::Work> work, std::function<void(const c10::intrusive_ptr<c10d::Work>&)> waiter)
-      : work_(std::move(work)), waiter_(std::move(waiter)) {}
+      : work_(std::move(work)), waiter_(std::move(waiter)), done_(std::make_shared<std::atomic<int64_t>>(0)) {
+    // The backend completes the work's future on its own thread: that is when the collective finished.
+    auto done = done_;
+    work_->getFuture()->addCallback([done](c10::ivalue::Future&) {
+      done->store(std::chrono::steady_clock::now().time_since_epoch().count());
+    });
+  }
   void wait() override {
     if (work_) waiter_(work_);
     work_.reset();
+    if (done_->load() == 0) done_->store(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+  std::chrono::steady_clock::time_point completed_at() const override {
+    return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(done_->load()));
   }
 
  private:
   c10::intrusive_ptr<c10d::Work> work_;
   std::function<void(const c10::intrusive_ptr<c10d::Work>&)> waiter_;
+  std::shared_ptr<std::atomic<int64_t>> done_;
 };
 
 }  // namespace

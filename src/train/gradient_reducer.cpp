@@ -2,6 +2,9 @@
 // bucket, launches in bucket order, a flat buffer per bucket, the mean over the ranks copied back.
 #include "gradient_reducer.h"
 
+#include <algorithm>
+#include <utility>
+
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -74,23 +77,21 @@ void GradientReducer::launch(Bucket& bucket) {
     pieces.push_back(p.grad().defined() ? p.grad().detach().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
   }
   bucket.flat = torch::cat(pieces);
-  if (!launched_any_) {
-    first_launch_ = std::chrono::steady_clock::now();
-    launched_any_ = true;
-  }
+  bucket.launched = std::chrono::steady_clock::now();
   bucket.pending = group_.all_reduce_async(bucket.flat);
 }
 
 void GradientReducer::finish() {
   const auto backward_end = std::chrono::steady_clock::now();
-  overlapped_seconds_ = launched_any_ ? std::chrono::duration<double>(backward_end - first_launch_).count() : 0.0;
   // Buckets whose parameters got no gradient this step (or not all of them) start now, in order, on every rank.
   for (auto& bucket : buckets_) bucket.ready = static_cast<int64_t>(bucket.params.size());
   launch_ready_buckets();
   const double world = static_cast<double>(group_.size());
   torch::NoGradGuard no_grad;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point>> spans;
   for (auto& bucket : buckets_) {
     bucket.pending->wait();
+    spans.emplace_back(bucket.launched, std::max(bucket.launched, bucket.pending->completed_at()));
     bucket.pending.reset();
     bucket.flat.div_(world);
     int64_t offset = 0;
@@ -108,8 +109,21 @@ void GradientReducer::finish() {
     bucket.ready = 0;
   }
   waited_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - backward_end).count();
+  // The union of the buckets' in-flight spans, and its part before the backward ended.
+  std::sort(spans.begin(), spans.end());
+  communication_seconds_ = hidden_seconds_ = 0;
+  auto add = [&](std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+    communication_seconds_ += std::chrono::duration<double>(b - a).count();
+    if (a < backward_end) hidden_seconds_ += std::chrono::duration<double>(std::min(b, backward_end) - a).count();
+  };
+  for (size_t i = 0; i < spans.size();) {
+    auto [a, b] = spans[i];
+    size_t j = i + 1;
+    for (; j < spans.size() && spans[j].first <= b; ++j) b = std::max(b, spans[j].second);
+    add(a, b);
+    i = j;
+  }
   next_bucket_ = 0;
-  launched_any_ = false;
 }
 
 }  // namespace prefopt::train::detail

@@ -34,9 +34,10 @@ class GradientReducer {
   /// ranks. Buckets are always started in the same order on every rank, whatever order the hooks fire in.
   void finish();
 
-  /// Of the last finish(): seconds from the first bucket's start to the end of the backward (communication that
-  /// ran behind it), and seconds finish() waited.
-  double overlapped_seconds() const { return overlapped_seconds_; }
+  /// Of the last finish(): seconds some bucket's all-reduce was in flight (the union of their spans), the part of
+  /// it before the backward ended (hidden behind computation), and seconds finish() waited.
+  double communication_seconds() const { return communication_seconds_; }
+  double hidden_seconds() const { return hidden_seconds_; }
   double waited_seconds() const { return waited_seconds_; }
   int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
 
@@ -46,6 +47,7 @@ class GradientReducer {
     int64_t ready = 0;
     torch::Tensor flat;
     std::unique_ptr<ProcessGroup::Pending> pending;
+    std::chrono::steady_clock::time_point launched;
   };
   void on_ready(size_t param);
   void launch_ready_buckets();
@@ -57,9 +59,7 @@ class GradientReducer {
   ProcessGroup& group_;
   bool sync_ = true;
   size_t next_bucket_ = 0;
-  std::chrono::steady_clock::time_point first_launch_;
-  bool launched_any_ = false;
-  double overlapped_seconds_ = 0, waited_seconds_ = 0;
+  double communication_seconds_ = 0, hidden_seconds_ = 0, waited_seconds_ = 0;
 };
 
 }  // namespace prefopt::train::detail

@@ -205,6 +205,17 @@ void Trainer::set_process_group(std::shared_ptr<ProcessGroup> group) {
   s.reducer = std::make_unique<detail::GradientReducer>(trainable, *s.group);
 }
 
+Trainer::CommunicationStats Trainer::last_step_communication() const {
+  CommunicationStats out;
+  if (const auto& r = state_->reducer) {
+    out.communication_seconds = r->communication_seconds();
+    out.hidden_seconds = r->hidden_seconds();
+    out.waited_seconds = r->waited_seconds();
+    out.buckets = r->num_buckets();
+  }
+  return out;
+}
+
 void Trainer::set_log_callback(std::function<void(const LogEntry&, bool)> callback) {
   state_->callback = std::move(callback);
 }

@@ -56,11 +56,13 @@ class ProcessGroup {
   torch::Device device() const;
   std::chrono::milliseconds timeout() const;
 
-  /// A collective in flight; wait() blocks until it completes (or raises, see above).
+  /// A collective in flight; wait() blocks until it completes (or raises, see above). completed_at() is when it
+  /// completed (known after wait()), for measuring how much of it ran behind other work.
   class Pending {
    public:
     virtual ~Pending() = default;
     virtual void wait() = 0;
+    virtual std::chrono::steady_clock::time_point completed_at() const = 0;
   };
 
   /// Sums `tensor` over the ranks, in place, without blocking: the result is there after wait().

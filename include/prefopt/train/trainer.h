@@ -215,6 +215,15 @@ class Trainer {
   /// from them. Not with max_tokens_per_batch.
   void set_process_group(std::shared_ptr<ProcessGroup> group);
 
+  /// Data parallel: the gradient all-reduce of the last optimizer step. communication_seconds: how long some bucket
+  /// was in flight (the union of their spans); hidden_seconds: the part of it before the backward ended, behind
+  /// computation; waited_seconds: how long the step then waited for the rest. Zeros in a single process.
+  struct CommunicationStats {
+    double communication_seconds = 0, hidden_seconds = 0, waited_seconds = 0;
+    int64_t buckets = 0;
+  };
+  CommunicationStats last_step_communication() const;
+
   /// The policy being trained (the same module the constructor got).
   LlamaForCausalLM model() const;
   /// The LoRA adapter being trained, or null when config.lora is unset.
