@@ -153,7 +153,9 @@ ProcessGroup::ProcessGroup(const DistributedEnv& env, torch::Device device, std:
   try {
     c10d::TCPStoreOptions options;
     options.port = static_cast<uint16_t>(env.master_port);
-    options.isServer = env.rank == 0;
+    // torchrun's agent already serves a store at MASTER_ADDR:MASTER_PORT and says so: every rank is then a client.
+    const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+    options.isServer = env.rank == 0 && !(agent_store != nullptr && std::string(agent_store) == "True");
     options.numWorkers = static_cast<size_t>(env.world_size);
     options.waitWorkers = true;
     options.timeout = timeout;
