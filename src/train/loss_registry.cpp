@@ -387,7 +387,13 @@ std::vector<Entry> build_entries() {
                  return function_objective<KTOLossOptions, UnpairedScores>(
                      "kto", DataFormat::Unpaired, options, n, [](const UnpairedScores& s, const KTOLossOptions& p) {
                        KTOLossInputs extra;
-                       if (p.loss_type() == kKTO) extra.policy_kl_logps(s.policy_kl).ref_kl_logps(s.ref_kl);
+                       if (p.loss_type() == kKTO) {
+                         if (s.kl.defined()) {
+                           extra.kl(s.kl);
+                         } else {
+                           extra.policy_kl_logps(s.policy_kl).ref_kl_logps(s.ref_kl);
+                         }
+                       }
                        return functional::kto_loss(s.policy, s.ref, s.desirable, p, extra);
                      });
                }});

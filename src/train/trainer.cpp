@@ -334,7 +334,14 @@ TrainResult Trainer::train() {
       const std::vector<int64_t> idx = s.examples(begin, end);
       // Data parallel: only a step's last backward communicates; the others accumulate locally.
       if (s.reducer) s.reducer->set_sync(m == n_micro - 1);
-      auto out = s.objective->compute(s.score(s.train, idx, s.reference->table(false)));
+      BatchScores scores = s.score(s.train, idx, s.reference->table(false));
+      if (auto* u = std::get_if<UnpairedScores>(&scores); u != nullptr && s.reducer && u->policy_kl.defined()) {
+        // KTO's KL baseline is a statistic of the global batch: the mean over every rank's mismatched pairs.
+        torch::Tensor kl = (u->policy_kl - u->ref_kl).mean().detach().to(torch::kFloat64).reshape({1});
+        s.group->all_reduce(kl);
+        u->kl = (kl[0] / static_cast<double>(s.world())).to(u->policy_kl.scalar_type());
+      }
+      auto out = s.objective->compute(scores);
       const double loss_value = out.loss.item<double>();
       TORCH_CHECK(std::isfinite(loss_value), "step ", r.global_step + 1, ": the loss is ", loss_value,
                   " (micro-batch ", m, " of epoch ", r.epoch, "); stopping before it reaches the weights");

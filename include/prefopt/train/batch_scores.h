@@ -47,9 +47,12 @@ struct ListScores {
 
 /// Unpaired (KTO) examples: [B] log-probs (policy with gradient), bool labels (true = desirable), and the [B]
 /// log-probs of the mismatched pairs of the same micro-batch (prompt i with completion i - 1 mod B), detached.
+/// Data parallel: `kl` is the 0-dim mean of policy_kl - ref_kl over every rank's micro-batch (KTO's KL baseline,
+/// all-reduced as TRL gathers it), which the loss then takes instead of this rank's own mean; undefined otherwise.
 struct UnpairedScores {
   torch::Tensor policy, ref, desirable;
   torch::Tensor policy_kl, ref_kl;
+  torch::Tensor kl;
 };
 
 /// Completions (SFT): [B] summed log-probs and lengths, and the 0-dim mean token NLL over the batch (with

@@ -10,6 +10,7 @@
 
 #include <prefopt/losses/listwise.h>
 #include <prefopt/losses/pairwise.h>
+#include <prefopt/losses/unpaired.h>
 #include <prefopt/train/config.h>
 #include <prefopt/train/loss_registry.h>
 
@@ -150,4 +151,31 @@ TEST(TrainLossRegistry, DpoScoringOptionsReachTheTrainer) {
                                                       prefopt::DPOLossOptions().beta(0.2),
                                                       prefopt::DPOLossInputs().weights(s.weights));
   EXPECT_TRUE(torch::equal(out.losses, expected.losses));
+}
+
+// Data parallel: the trainer all-reduces KTO's KL baseline and hands it over in UnpairedScores::kl; the objective
+// must then use it instead of its own micro-batch's mean.
+TEST(TrainLossRegistry, KtoTakesTheAllReducedKlBaselineWhenGiven) {
+  torch::manual_seed(4);
+  pt::UnpairedScores s;
+  s.policy = torch::randn({4}, torch::kFloat64);
+  s.ref = torch::randn({4}, torch::kFloat64);
+  s.desirable = torch::tensor({true, false, true, false});
+  s.policy_kl = torch::randn({4}, torch::kFloat64);
+  s.ref_kl = s.policy_kl - 0.3;  // this micro-batch's own baseline: 0.3
+  auto kto = pt::make_objective("kto");
+  const auto options = prefopt::KTOLossOptions();
+  const double local = kto->compute(s).loss.item<double>();
+  EXPECT_NEAR(local,
+              prefopt::functional::kto_loss(s.policy, s.ref, s.desirable, options,
+                                            prefopt::KTOLossInputs().kl(torch::tensor(0.3, torch::kFloat64)))
+                  .loss.item<double>(),
+              1e-12);
+  s.kl = torch::tensor(0.8, torch::kFloat64);  // the global batch's baseline
+  const double global = kto->compute(s).loss.item<double>();
+  EXPECT_NEAR(global,
+              prefopt::functional::kto_loss(s.policy, s.ref, s.desirable, options, prefopt::KTOLossInputs().kl(s.kl))
+                  .loss.item<double>(),
+              1e-12);
+  EXPECT_GT(std::abs(global - local), 1e-6);
 }
