@@ -73,11 +73,7 @@ int64_t count_steps(int64_t n, bool shuffle, std::mt19937_64 rng, const BatchPla
   auto steps_of = [&](const MicroBatches& m) {
     return (static_cast<int64_t>(m.size()) + accumulation - 1) / accumulation;
   };
-  if (plan.max_tokens <= 0) {
-    std::vector<int64_t> order(static_cast<size_t>(n));
-    std::iota(order.begin(), order.end(), 0);
-    return steps_of(plan_micro_batches(order, plan)) * epochs;
-  }
+  if (plan.max_tokens <= 0) return steps_of(split(n, plan.batch_size, plan.no_singletons)) * epochs;
   int64_t steps = 0;
   for (int64_t e = 0; e < epochs; ++e) steps += steps_of(plan_micro_batches(shuffled_order(n, shuffle, rng), plan));
   return steps;

@@ -57,10 +57,12 @@ struct Trainer::State {
   // The micro-batches of an epoch and the run's steps, for this rank's share of the data.
   void plan_epochs() {
     const int64_t n = shard.empty() ? train.size() : static_cast<int64_t>(shard.size());
+    // Fixed-size micro-batches depend only on n; a token budget (never with a shard) on the first epoch's order.
     std::mt19937_64 first_epoch = run.shuffle_rng;
-    micro_batches = detail::plan_micro_batches(
-        shard.empty() ? detail::shuffled_order(n, config.shuffle(), first_epoch) : std::vector<int64_t>(shard.size()),
-        batch_plan());
+    micro_batches = config.max_tokens_per_batch() > 0
+                        ? detail::plan_micro_batches(detail::shuffled_order(n, config.shuffle(), first_epoch),
+                                                     batch_plan())
+                        : detail::split(n, config.batch_size(), no_singletons());
     identity_micro_batches = micro_per_epoch();
     total_steps = detail::count_steps(n, config.shuffle(), run.shuffle_rng, batch_plan(),
                                       config.gradient_accumulation_steps(), config.num_train_epochs(),
