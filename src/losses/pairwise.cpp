@@ -280,7 +280,8 @@ at::Tensor one_loss(DPOLossType type, const PairTerms& t, const DPOLossOptions& 
       // The running mean of batch reward means, updated with this batch before use (TRL <= 0.28's
       // RunningMoments, fed one scalar per batch).
       at::Tensor mean = inputs.bco_running_mean(), count = inputs.bco_running_count();
-      const at::Tensor batch_mean = at::cat({beta * t.h_c, beta * t.h_r}).mean().detach().to(mean.options());
+      at::Tensor batch_mean = at::cat({beta * t.h_c, beta * t.h_r}).mean().detach().to(mean.options());
+      if (inputs.bco_global_batch_mean()) batch_mean = inputs.bco_global_batch_mean()(batch_mean).to(mean.options());
       const at::Tensor total = count + 1.0;
       mean.add_((batch_mean - mean) / total);
       count.copy_(total);

@@ -372,12 +372,21 @@ BatchScores BatchScorer::score(LlamaForCausalLM& policy, LlamaForCausalLM* refer
   TORCH_CHECK(false, "scoring: unknown data format");
 }
 
-torch::Tensor BatchScorer::reference_table(LlamaForCausalLM& reference_model, const Dataset& data,
-                                           int64_t batch_size) const {
+torch::Tensor BatchScorer::reference_table(LlamaForCausalLM& reference_model, const Dataset& data, int64_t batch_size,
+                                           const std::optional<std::vector<int64_t>>& rows) const {
   TORCH_CHECK(reference_tabulable(), "the reference log-probs of this loss cannot be precomputed (per-token KL or ",
               "KTO's in-batch KL pairs need the reference model at every step): use ref_model \"copy\"");
   torch::NoGradGuard guard;
-  const int64_t n = data.size();
+  std::vector<int64_t> all;
+  if (!rows) {
+    all.resize(static_cast<size_t>(data.size()));
+    std::iota(all.begin(), all.end(), 0);
+  }
+  const std::vector<int64_t>& examples = rows ? *rows : all;
+  for (const int64_t i : examples) {
+    TORCH_CHECK(i >= 0 && i < data.size(), "reference_table: row ", i, " is not an example of the ", data.size());
+  }
+  const int64_t n = static_cast<int64_t>(examples.size());
   const int64_t bs = std::max<int64_t>(1, batch_size);
   int64_t columns = data.format == DataFormat::Pairwise || data.format == DataFormat::Joint ? 2 : 1;
   for (const auto& l : data.lists) columns = std::max<int64_t>(columns, static_cast<int64_t>(l.responses.size()));
@@ -387,20 +396,19 @@ torch::Tensor BatchScorer::reference_table(LlamaForCausalLM& reference_model, co
   live.needs_.ld_alpha = needs_.ld_alpha;
   AdaptersDisabled base_only(*reference_model);
   for (int64_t start = 0; start < n; start += bs) {
-    std::vector<int64_t> idx(static_cast<size_t>(std::min(bs, n - start)));
-    std::iota(idx.begin(), idx.end(), start);
-    auto rows = out.slice(0, start, start + static_cast<int64_t>(idx.size()));
+    const std::vector<int64_t> idx(examples.begin() + start, examples.begin() + std::min(n, start + bs));
+    auto out_rows = out.slice(0, start, start + static_cast<int64_t>(idx.size()));
     const BatchScores s = live.score(reference_model, nullptr, torch::Tensor(), data, idx);
     if (const auto* p = std::get_if<PairScores>(&s)) {
-      rows.select(1, 0).copy_(p->policy_chosen.cpu());
-      rows.select(1, 1).copy_(p->policy_rejected.cpu());
+      out_rows.select(1, 0).copy_(p->policy_chosen.cpu());
+      out_rows.select(1, 1).copy_(p->policy_rejected.cpu());
     } else if (const auto* l = std::get_if<ListScores>(&s)) {
-      rows.slice(1, 0, l->policy.size(1)).copy_(l->policy.cpu());
+      out_rows.slice(1, 0, l->policy.size(1)).copy_(l->policy.cpu());
     } else if (const auto* j = std::get_if<JointScores>(&s)) {
-      rows.select(1, 0).copy_(j->policy_chosen.cpu());
-      rows.select(1, 1).copy_(j->policy_rejected.cpu());
+      out_rows.select(1, 0).copy_(j->policy_chosen.cpu());
+      out_rows.select(1, 1).copy_(j->policy_rejected.cpu());
     } else if (const auto* u = std::get_if<UnpairedScores>(&s)) {
-      rows.select(1, 0).copy_(u->policy.cpu());
+      out_rows.select(1, 0).copy_(u->policy.cpu());
     } else {
       TORCH_CHECK(false, "a reference table holds pairs, ranked lists or unpaired examples, not completions");
     }

@@ -115,6 +115,7 @@ class DPOObjective final : public Objective {
       require(s.weights, "WPO weights", name());
       extra.weights(s.weights);
     }
+    extra.bco_global_batch_mean(mean_over_ranks_);
     return loss_->forward(s.policy_chosen, s.policy_rejected, s.ref_chosen, s.ref_rejected, extra);
   }
   std::map<std::string, torch::Tensor> state() const override {
@@ -246,6 +247,7 @@ class SPOObjective final : public Objective {
     DPOLossInputs extra;
     extra.chosen_lengths(s.chosen_lengths).rejected_lengths(s.rejected_lengths);
     if (align_options_.loss_type() == kSFT || align_options_.rpo_alpha() != 0.0) extra.chosen_nll(s.chosen_nll);
+    extra.bco_global_batch_mean(mean_over_ranks_);
     const LossOutput align = align_->forward(s.policy_chosen, s.policy_rejected, s.ref_chosen, s.ref_rejected, extra);
     return functional::spo_loss(align, head_(s.variant_hidden, s.variant_mask), s.degrees, options_);
   }

@@ -186,6 +186,12 @@ void Trainer::set_process_group(std::shared_ptr<ProcessGroup> group) {
   s.group = std::move(group);
   s.reducer.reset();
   if (s.group->size() == 1) return;
+  // A loss statistic of the global batch (BCO's batch reward mean) is the mean of the ranks' equal-sized shares.
+  s.objective->set_mean_over_ranks([group = s.group](const torch::Tensor& local) {
+    torch::Tensor t = local.detach().to(group->device(), torch::kFloat64).reshape({-1}).clone();
+    group->all_reduce(t);
+    return (t / static_cast<double>(group->size())).reshape(local.sizes()).to(local.device());
+  });
   {
     // Every rank starts from rank 0's parameters (the frozen ones too: a LoRA run's base weights).
     torch::NoGradGuard no_grad;

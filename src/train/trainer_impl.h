@@ -101,11 +101,11 @@ struct Trainer::State {
 
   void prepare_reference_tables() {
     AutocastScope amp(config.mixed_precision(), config.device());
-    // Only rank 0 reads and writes the cache; other ranks compute the tables themselves.
+    // Only rank 0 reads and writes the cache; data parallel, the ranks share the computing.
     const auto [train_file, eval_file] = writes() ? Reference::cache_files(config.ref_logps_cache(), config.output_dir())
                                                   : std::pair<std::string, std::string>();
     reference->prepare_tables(*scorer, train, eval ? &*eval : nullptr, train_file, eval_file,
-                              config.eval_batch_size());
+                              config.eval_batch_size(), group.get());
   }
 
   BatchScores score(const Dataset& data, const std::vector<int64_t>& idx, const torch::Tensor& table) {

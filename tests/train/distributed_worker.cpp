@@ -4,7 +4,8 @@
 //
 // Usage: prefopt_distributed_worker collectives | die_early TIMEOUT_MS
 //        prefopt_distributed_worker train OUT_DIR STEPS BATCH_SIZE [RESUME_FROM]   (DIE_AT_STEP=k: the last rank
-//        exits at step k; PAD_DATA=1 in a single process: append the examples a 2-rank run pads its epoch with)
+//        exits at step k; PAD_DATA=1 in a single process: append the examples a 2-rank run pads its epoch with;
+//        BCO=1: dpo's bco_pair with its running mean and a precomputed reference)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -65,6 +66,7 @@ int train(int argc, char** argv, const pt::DistributedEnv& env, std::chrono::mil
   const std::string resume = argc > 5 ? argv[5] : "";
   const char* pad = std::getenv("PAD_DATA");
   const char* die = std::getenv("DIE_AT_STEP");
+  auto flag = [](const char* name) { return std::getenv(name) != nullptr && std::string(std::getenv(name)) == "1"; };
   auto model = tiny_model();
   auto config = pt::TrainerConfig()
                     .loss("dpo")
@@ -79,6 +81,10 @@ int train(int argc, char** argv, const pt::DistributedEnv& env, std::chrono::mil
                     .save_final_model(false)
                     .output_dir(out)
                     .resume_from(resume);
+  if (flag("BCO")) {
+    config.loss_options({{"loss_type", std::string("bco_pair")}, {"bco_running_mean", true}})
+        .ref_model(pt::RefModelMode::Precomputed);
+  }
   pt::Trainer trainer(config, model, seven_pairs(pad != nullptr && std::string(pad) == "1"));
   if (env.distributed()) trainer.set_process_group(std::make_shared<pt::ProcessGroup>(env, torch::kCPU, timeout));
   trainer.set_log_callback([&](const pt::LogEntry& entry, bool is_eval) {

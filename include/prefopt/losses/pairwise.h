@@ -3,6 +3,7 @@
 // come from a language model, a diffusion model or anything else that yields a log-likelihood per sample.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -119,6 +120,10 @@ struct DPOLossInputs {
   /// bco_pair with bco_running_mean: 0-dim float64 running mean and count, updated in place.
   TORCH_ARG(torch::Tensor, bco_running_mean);
   TORCH_ARG(torch::Tensor, bco_running_count);
+  /// bco_pair with bco_running_mean, when the batch is one share of a global batch spread over processes (data
+  /// parallel): maps this share's 0-dim float64 mean reward to the global batch's (the mean over the ranks), so the
+  /// running mean is the same on every rank and does not depend on the world size. Unset: this batch's own mean.
+  TORCH_ARG(std::function<torch::Tensor(const torch::Tensor&)>, bco_global_batch_mean);
 };
 
 namespace functional {

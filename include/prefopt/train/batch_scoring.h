@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <torch/types.h>
@@ -48,8 +49,11 @@ class BatchScorer {
 
   /// The reference log-probs of every example of `data` in dataset order, computed in batches of `batch_size`
   /// without gradients: pairs [N, 2] (chosen, rejected; LD-DPO applied), ranked lists [N, Kmax]. float32, CPU.
-  /// An error for data whose reference cannot be tabulated (unpaired examples with KTO's in-batch pairs).
-  torch::Tensor reference_table(LlamaForCausalLM& reference_model, const Dataset& data, int64_t batch_size) const;
+  /// With `rows` (indices into `data`, repeats allowed), only those examples: [rows.size(), C], C as for the whole
+  /// table (a data-parallel rank computes its share). An error for data whose reference cannot be tabulated
+  /// (unpaired examples with KTO's in-batch pairs).
+  torch::Tensor reference_table(LlamaForCausalLM& reference_model, const Dataset& data, int64_t batch_size,
+                                const std::optional<std::vector<int64_t>>& rows = std::nullopt) const;
 
   /// Whether reference_table() can serve this loss (no per-token KL, no in-batch KL pairs).
   bool reference_tabulable() const;

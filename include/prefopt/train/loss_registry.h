@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -108,10 +109,17 @@ class Objective {
   /// The parameters bind() made, which the trainer optimises and clips with the model's (their values are part
   /// of state()).
   virtual std::vector<torch::Tensor> parameters() const { return {}; }
+  /// Data parallel: how a statistic of this rank's micro-batch becomes the global batch's (the mean over the ranks,
+  /// a collective every rank calls in the same order). A loss whose statistics span the batch (BCO's running mean)
+  /// takes it so its result does not depend on the world size. Unset: one process.
+  void set_mean_over_ranks(std::function<torch::Tensor(const torch::Tensor&)> mean) { mean_over_ranks_ = std::move(mean); }
   /// Writes the trained model as users load it: the causal LM (save_llama), or for a reward model the decoder
   /// with its score head as a LlamaForSequenceClassification folder; in `dtype` when given.
   virtual void save_model(const LlamaForCausalLMImpl& model, const std::string& directory,
                           std::optional<torch::Dtype> dtype = std::nullopt) const;
+
+ protected:
+  std::function<torch::Tensor(const torch::Tensor&)> mean_over_ranks_;
 };
 
 /// A registered loss as documentation and checks see it: its name, one line on what it is, the data format it

@@ -12,6 +12,7 @@
 #include <prefopt/model/llama.h>
 #include <prefopt/train/batch_scoring.h>
 #include <prefopt/train/dataset.h>
+#include <prefopt/train/distributed.h>
 
 namespace prefopt::train {
 
@@ -47,8 +48,11 @@ class Reference {
   /// Precomputed mode, for a loss whose reference can be tabulated: loads each table from its file when the file
   /// holds the table of exactly this data (same fingerprint and size), else computes it with `scorer` in batches
   /// of `batch_size` and writes the file (atomically; an empty path writes none). Otherwise does nothing.
+  /// Data parallel (`group` of several ranks; every rank calls it): the cache is rank 0's (the other ranks pass empty
+  /// paths) and, when it holds the table, rank 0 sends it to every rank; otherwise each rank computes a 1/world share
+  /// and the shares are gathered, so every rank holds the whole table.
   void prepare_tables(const BatchScorer& scorer, const Dataset& train, const Dataset* eval, const std::string& train_file,
-                      const std::string& eval_file, int64_t batch_size);
+                      const std::string& eval_file, int64_t batch_size, ProcessGroup* group = nullptr);
   /// The train (eval = false) or eval table; undefined when none was prepared.
   const torch::Tensor& table(bool eval) const { return eval ? eval_table_ : train_table_; }
 

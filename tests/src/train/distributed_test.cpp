@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <torch/serialize.h>
+
 #include <prefopt/train/distributed.h>
 
 #include "support/expect_error.h"
@@ -137,6 +139,28 @@ std::vector<float> read_floats(const std::string& path) {
   return out;
 }
 
+// The norm of a - b against b's, in float64.
+double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    norm += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(diff) / std::sqrt(norm);
+}
+
+bool same_bytes(const std::vector<float>& a, const std::vector<float>& b) {
+  return !a.empty() && a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+torch::Tensor reference_table(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  archive.load_from(path);
+  torch::Tensor values;
+  archive.read("ref_logps", values);
+  return values;
+}
+
 std::vector<double> losses(const std::string& output) {
   std::vector<double> out;
   size_t at = 0;
@@ -147,6 +171,33 @@ std::vector<double> losses(const std::string& output) {
     at += 5;
   }
   return out;
+}
+
+// Two ranks with batch 2 each (in `dir`/two) against one process with batch 4 on the same pairs plus the one the
+// ranks wrap to (`dir`/one): bit-identical parameters on both ranks, equal to the single process's within 1e-6
+// relative (the norm of the difference against the parameters' norm), the same loss at each of 4 steps, logged
+// alike by every rank (the mean over the ranks). Returns rank 0's parameters and losses.
+std::pair<std::vector<float>, std::vector<double>> expect_two_ranks_like_one(const std::string& dir,
+                                                                            const std::vector<std::string>& env = {}) {
+  const auto two = launch(2, {"train", dir + "/two", "4", "2"}, env);
+  for (const auto& r : two) EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> padded = env;
+  padded.push_back("PAD_DATA=1");
+  const auto one = launch(1, {"train", dir + "/one", "4", "4"}, padded);
+  EXPECT_EQ(one[0].exit_code, 0) << one[0].output;
+  const auto p0 = read_floats(dir + "/two/params_rank0.bin"), p1 = read_floats(dir + "/two/params_rank1.bin");
+  EXPECT_TRUE(same_bytes(p0, p1));
+  const auto single = read_floats(dir + "/one/params_rank0.bin");
+  EXPECT_EQ(single.size(), p0.size());
+  if (single.size() == p0.size()) EXPECT_LE(relative_difference(p0, single), 1e-6);
+  const auto l2 = losses(two[0].output), l1 = losses(one[0].output);
+  EXPECT_EQ(l2.size(), 4u) << two[0].output;
+  EXPECT_EQ(l1.size(), 4u) << one[0].output;
+  for (size_t i = 0; i < 4 && i < l1.size() && i < l2.size(); ++i) {
+    EXPECT_NEAR(l2[i], l1[i], 1e-6 * std::abs(l1[i])) << "step " << i + 1;
+  }
+  EXPECT_EQ(losses(two[1].output), l2);
+  return {p0, l2};
 }
 
 }  // namespace
@@ -232,39 +283,14 @@ TEST(TrainDistributed, ADeadRankEndsTheOthersWithAnErrorWithinTheTimeout) {
 TEST(TrainDistributed, TwoRanksTrainLikeOneProcessWithTheGlobalBatchAndResumeExactly) {
   if (!pt::ProcessGroup::available(torch::kCPU)) GTEST_SKIP() << "built without Gloo's headers (libgloo-dev)";
   prefopt::testing::TempTree tmp;
-  const auto two = launch(2, {"train", tmp / "two", "4", "2"});
-  for (const auto& r : two) ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto one = launch(1, {"train", tmp / "one", "4", "4"}, {"PAD_DATA=1"});
-  ASSERT_EQ(one[0].exit_code, 0) << one[0].output;
-
-  // Bit-identical parameters on both ranks.
-  const auto p0 = read_floats(tmp / "two/params_rank0.bin"), p1 = read_floats(tmp / "two/params_rank1.bin");
-  ASSERT_FALSE(p0.empty());
-  ASSERT_EQ(p0.size(), p1.size());
-  EXPECT_EQ(std::memcmp(p0.data(), p1.data(), p0.size() * sizeof(float)), 0);
-  // Equal to the single process within 1e-6 relative (the norm of the difference against the parameters' norm),
-  // and the same losses at every step.
-  const auto single = read_floats(tmp / "one/params_rank0.bin");
-  ASSERT_EQ(single.size(), p0.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < p0.size(); ++i) {
-    diff += (static_cast<double>(p0[i]) - single[i]) * (static_cast<double>(p0[i]) - single[i]);
-    norm += static_cast<double>(single[i]) * single[i];
-  }
-  EXPECT_LE(std::sqrt(diff), 1e-6 * std::sqrt(norm));
-  const auto l2 = losses(two[0].output), l1 = losses(one[0].output);
-  ASSERT_EQ(l2.size(), 4u) << two[0].output;
-  ASSERT_EQ(l1.size(), 4u) << one[0].output;
-  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(l2[i], l1[i], 1e-6 * std::abs(l1[i])) << "step " << i + 1;
-  EXPECT_EQ(losses(two[1].output), l2);  // every rank logs the mean over the ranks
+  const auto [p0, l2] = expect_two_ranks_like_one(tmp.path());
+  if (::testing::Test::HasFailure()) return;
 
   // Only rank 0 wrote; a resume of the 2-rank run from its step-2 checkpoint ends bit-identical.
   EXPECT_TRUE(prefopt::testing::path_exists(tmp / "two/checkpoint-2/trainer_state.json"));
   const auto resumed = launch(2, {"train", tmp / "resumed", "4", "2", tmp / "two/checkpoint-2"});
   for (const auto& r : resumed) ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto q0 = read_floats(tmp / "resumed/params_rank0.bin");
-  ASSERT_EQ(q0.size(), p0.size());
-  EXPECT_EQ(std::memcmp(q0.data(), p0.data(), p0.size() * sizeof(float)), 0);
+  EXPECT_TRUE(same_bytes(read_floats(tmp / "resumed/params_rank0.bin"), p0));
   const auto lr = losses(resumed[0].output);
   ASSERT_EQ(lr.size(), 2u);
   EXPECT_EQ(lr[0], l2[2]);
@@ -284,4 +310,18 @@ TEST(TrainDistributed, KillingOneRankEndsTheOtherWithAClearError) {
   ASSERT_NE(at, std::string::npos);
   std::sscanf(ranks[0].output.c_str() + at, "error after %lf s", &seconds);
   EXPECT_LT(seconds, 30.0);
+}
+
+TEST(TrainDistributed, BatchStatisticsAndPrecomputedReferenceDoNotDependOnTheWorldSize) {
+  if (!pt::ProcessGroup::available(torch::kCPU)) GTEST_SKIP() << "built without Gloo's headers (libgloo-dev)";
+  // bco_pair's running mean folds in each global batch's mean reward; the reference table is computed in two
+  // shares and gathered. Both must give what one process with the same global batch gives.
+  prefopt::testing::TempTree tmp;
+  expect_two_ranks_like_one(tmp.path(), {"BCO=1"});
+
+  // Rank 0 wrote the gathered table: the single process's rows (it has one padding example more).
+  const torch::Tensor t2 = reference_table(tmp / "two/ref_logps.pt"), t1 = reference_table(tmp / "one/ref_logps.pt");
+  ASSERT_EQ(t2.size(0), 7);
+  EXPECT_TRUE(torch::allclose(t2, t1.slice(0, 0, 7), 1e-6, 1e-6)) << t2 << t1;
+  EXPECT_FALSE(prefopt::testing::path_exists(tmp / "two/ref_logps_eval.pt"));
 }
