@@ -302,6 +302,7 @@ RunConfig parse_run_config(const std::string& json_text, const std::string& sour
     TORCH_CHECK(std::isfinite(t.initial_loss_scale()) && t.initial_loss_scale() > 0, source,
                 ": training.initial_loss_scale: expected a finite number > 0, got ", t.initial_loss_scale());
     t.gradient_checkpointing(r.boolean("gradient_checkpointing", t.gradient_checkpointing()));
+    t.shard_optimizer_state(r.boolean("shard_optimizer_state", t.shard_optimizer_state()));
     const std::string device = r.str("device", "cpu");
     t.device(r.with_path("device", [&] { return torch::Device(device); }));
     r.finish();

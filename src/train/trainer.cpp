@@ -209,6 +209,11 @@ void Trainer::set_process_group(std::shared_ptr<ProcessGroup> group) {
     if (p.requires_grad()) trainable.push_back(p);
   }
   s.reducer = std::make_unique<detail::GradientReducer>(trainable, *s.group);
+  if (s.config.shard_optimizer_state()) {
+    s.optimizer_shards = std::make_unique<detail::OptimizerShards>(trainable, *s.group);
+    const auto& options = static_cast<const torch::optim::AdamWOptions&>(s.optimizer->defaults());
+    s.optimizer = std::make_unique<torch::optim::AdamW>(s.optimizer_shards->owned(), options);
+  }
 }
 
 Trainer::CommunicationStats Trainer::last_step_communication() const {
@@ -313,9 +318,12 @@ TrainResult Trainer::train() {
     entry.metrics = evaluate(*s.eval);
     emit(entry, true);
   };
+  // Every rank takes part in a checkpoint (a ZeRO-1 run gathers AdamW's state); rank 0 writes it.
+  const bool saves = !s.config.output_dir().empty();
   auto save = [&] {
-    const std::string dir = files::join(out_dir, "checkpoint-" + std::to_string(s.run.global_step));
+    const std::string dir = files::join(s.config.output_dir(), "checkpoint-" + std::to_string(s.run.global_step));
     save_checkpoint(dir);
+    if (out_dir.empty()) return;
     result.last_checkpoint = dir;
     if (s.config.save_total_limit() > 0) {
       auto all = list_checkpoints(out_dir);
@@ -332,7 +340,8 @@ TrainResult Trainer::train() {
     const int64_t n_micro = std::min(s.config.gradient_accumulation_steps(), s.micro_per_epoch() - r.position);
     const double lr = s.schedule->lr();
     set_learning_rate(*s.optimizer, lr);
-    s.optimizer->zero_grad();
+    // Every parameter's gradient, not only the optimizer's (a ZeRO-1 rank steps just its own).
+    for (auto& p : s.parameters()) p.mutable_grad().reset();
     MetricAverager step_avg;
     double step_loss = 0.0;
     for (int64_t m = 0; m < n_micro; ++m) {
@@ -377,6 +386,7 @@ TrainResult Trainer::train() {
     if (!skipped) {
       grad_norm = clip_grad_norm(s.parameters(), s.config.max_grad_norm());
       s.optimizer->step();
+      if (s.optimizer_shards) s.optimizer_shards->broadcast_parameters();
     }
     if (s.scaler) {
       s.scaler->update(skipped);
@@ -427,15 +437,15 @@ TrainResult Trainer::train() {
       run_eval();
       evaluated_last = true;
     }
-    if (!out_dir.empty() && s.config.save_steps() > 0 && r.global_step % s.config.save_steps() == 0) {
+    if (saves && s.config.save_steps() > 0 && r.global_step % s.config.save_steps() == 0) {
       save();
       saved_last = true;
     }
   }
   progress.finish();
   if (s.eval && !evaluated_last) run_eval();
+  if (saves && !saved_last) save();
   if (!out_dir.empty()) {
-    if (!saved_last) save();
     if (s.config.save_final_model()) {
       write_directory_atomically(files::join(out_dir, "final"),
                                  [&](const std::string& tmp) {

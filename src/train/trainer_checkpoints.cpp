@@ -18,6 +18,10 @@ namespace prefopt::train {
 
 void Trainer::save_checkpoint(const std::string& directory) {
   auto& s = *state_;
+  // ZeRO-1: AdamW's state comes together on rank 0, which writes it as an unsharded run would.
+  const std::unique_ptr<torch::optim::AdamW> whole =
+      s.optimizer_shards ? s.optimizer_shards->consolidate(*s.optimizer, 0) : nullptr;
+  if (!s.writes()) return;
   write_directory_atomically(directory, [&](const std::string& tmp) {
     if (s.lora) {
       s.lora->save(tmp + "/model");  // the base weights are those the run started from
@@ -28,7 +32,7 @@ void Trainer::save_checkpoint(const std::string& directory) {
     if (s.reference->model() && !s.reference->shares_policy() && s.config.ref_model() == RefModelMode::Copy) {
       save_llama(**s.reference->model(), tmp + "/ref_model");
     }
-    torch::save(*s.optimizer, tmp + "/optimizer.pt");
+    torch::save(whole ? *whole : *s.optimizer, tmp + "/optimizer.pt");
     {
       torch::serialize::OutputArchive archive;
       for (const auto& [name, value] : s.objective->state()) {
@@ -77,7 +81,13 @@ void Trainer::load_checkpoint(const std::string& directory) {
   if (s.reference->model() && !s.reference->shares_policy() && files::exists(ref_dir)) {
     load_llama_weights(**s.reference->model(), ref_dir);
   }
-  torch::load(*s.optimizer, files::join(directory, "optimizer.pt"));
+  if (s.optimizer_shards) {
+    const auto whole = s.optimizer_shards->whole_like(*s.optimizer);
+    torch::load(*whole, files::join(directory, "optimizer.pt"));
+    s.optimizer_shards->take_state(*whole, *s.optimizer);
+  } else {
+    torch::load(*s.optimizer, files::join(directory, "optimizer.pt"));
+  }
   {
     torch::serialize::InputArchive archive;
     archive.load_from(files::join(directory, "loss_state.pt"));

@@ -21,6 +21,7 @@
 
 #include "epoch_plan.h"
 #include "gradient_reducer.h"
+#include "optimizer_shards.h"
 
 namespace prefopt::train {
 
@@ -41,6 +42,7 @@ struct Trainer::State {
   int64_t identity_micro_batches = 0;   // the first epoch's micro-batch count (the run's identity)
   std::shared_ptr<ProcessGroup> group;  // data parallel only
   std::unique_ptr<detail::GradientReducer> reducer;
+  std::unique_ptr<detail::OptimizerShards> optimizer_shards;  // shard_optimizer_state only: `optimizer` is this rank's
   std::vector<int64_t> shard;  // data parallel: this rank's positions in an epoch's order
 
   int64_t world() const { return group ? group->size() : 1; }

@@ -5,7 +5,7 @@
 // Usage: prefopt_distributed_worker collectives | die_early TIMEOUT_MS
 //        prefopt_distributed_worker train OUT_DIR STEPS BATCH_SIZE [RESUME_FROM]   (DIE_AT_STEP=k: the last rank
 //        exits at step k; PAD_DATA=1 in a single process: append the examples a 2-rank run pads its epoch with;
-//        BCO=1: dpo's bco_pair with its running mean and a precomputed reference)
+//        BCO=1: dpo's bco_pair with its running mean and a precomputed reference; SHARD_OPTIMIZER=1: ZeRO-1)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -80,7 +80,8 @@ int train(int argc, char** argv, const pt::DistributedEnv& env, std::chrono::mil
                     .progress(pt::ProgressMode::Silent)
                     .save_final_model(false)
                     .output_dir(out)
-                    .resume_from(resume);
+                    .resume_from(resume)
+                    .shard_optimizer_state(flag("SHARD_OPTIMIZER"));
   if (flag("BCO")) {
     config.loss_options({{"loss_type", std::string("bco_pair")}, {"bco_running_mean", true}})
         .ref_model(pt::RefModelMode::Precomputed);

@@ -130,6 +130,12 @@ struct TrainerConfig {
   /// LlamaForCausalLMImpl::set_gradient_checkpointing): the same gradients in less memory, about a third more
   /// compute per step.
   TORCH_ARG(bool, gradient_checkpointing) = false;
+  /// Data parallel (set_process_group): ZeRO stage 1. Each rank keeps AdamW's state for about 1/world of the
+  /// parameters (whole tensors, balanced by size) and steps only those, then sends them to the others: the
+  /// optimizer's memory is divided by the world size at the cost of one broadcast of the parameters per step, and
+  /// every parameter gets exactly the unsharded update. Checkpoints hold the whole state, as an unsharded run writes
+  /// it, so either kind of run resumes from the other's. No effect in a single process.
+  TORCH_ARG(bool, shard_optimizer_state) = false;
   /// The dtype of the final model's weights on disk ("<output_dir>/final"); nullopt: the parameters' dtype.
   /// Checkpoints keep the parameters' own dtype, since resuming from rounded weights would not be exact.
   TORCH_ARG(std::optional<torch::Dtype>, save_dtype) = std::nullopt;
@@ -194,7 +200,8 @@ class Trainer {
   std::map<std::string, double> evaluate();
   std::map<std::string, double> evaluate(const Dataset& data);
 
-  /// Writes a checkpoint of the current state to `directory` atomically (see checkpoint.h) / restores one.
+  /// Writes a checkpoint of the current state to `directory` atomically (see checkpoint.h) / restores one. Data
+  /// parallel: every rank calls both (a sharded optimizer's state is gathered for the checkpoint); only rank 0 writes.
   void save_checkpoint(const std::string& directory);
   void load_checkpoint(const std::string& directory);
 
@@ -212,7 +219,9 @@ class Trainer {
   /// global batch is batch_size x gradient_accumulation_steps x world. Gradients are averaged over the ranks in
   /// buckets as the backward produces them (only on a step's last micro-batch); the logged loss and metrics are
   /// means over the ranks; only rank 0 writes metrics, checkpoints and the final model, and every rank resumes
-  /// from them. Not with max_tokens_per_batch.
+  /// from them. A loss's batch statistics (KTO's KL baseline, BCO's running mean) are those of the global batch, and
+  /// precomputed reference tables are computed in shares and gathered. With shard_optimizer_state, ZeRO-1.
+  /// Not with max_tokens_per_batch.
   void set_process_group(std::shared_ptr<ProcessGroup> group);
 
   /// Data parallel: the gradient all-reduce of the last optimizer step. communication_seconds: how long some bucket
