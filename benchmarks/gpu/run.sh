@@ -47,10 +47,12 @@ export PREFOPT_LIBRARY="$BUILD/libprefopt.so"
 STATUS=0
 echo "== CUDA tests (GoogleTest)"
 if [ "$HAVE_GTEST" = 1 ]; then
-  cmake --build "$BUILD" --target prefopt_kernel_tests prefopt_model_tests --parallel "$JOBS"
+  cmake --build "$BUILD" --target prefopt_kernel_tests prefopt_model_tests prefopt_train_tests --parallel "$JOBS"
   "$BUILD/tests/prefopt_kernel_tests" --gtest_filter='*Cuda*' || STATUS=1
   # The packed forward's variable-length flash attention against per-sequence attention.
   "$BUILD/tests/prefopt_model_tests" --gtest_filter='*Cuda*' || STATUS=1
+  # Data parallel on NCCL: collectives and a training run with world size 1 (2 ranks where there are 2 GPUs).
+  "$BUILD/tests/prefopt_train_tests" --gtest_filter='TrainDistributedCuda.*' || STATUS=1
 else
   echo "skipped: GoogleTest is not installed on this machine"
 fi

@@ -6,6 +6,7 @@
 //        prefopt_distributed_worker train OUT_DIR STEPS BATCH_SIZE [RESUME_FROM]   (DIE_AT_STEP=k: the last rank
 //        exits at step k; PAD_DATA=1 in a single process: append the examples a 2-rank run pads its epoch with;
 //        BCO=1: dpo's bco_pair with its running mean and a precomputed reference; SHARD_OPTIMIZER=1: ZeRO-1)
+// DEVICE=cuda: every scenario on cuda:LOCAL_RANK with NCCL instead of the CPU with Gloo.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +21,12 @@
 namespace pt = prefopt::train;
 
 namespace {
+
+torch::Device device_of(const pt::DistributedEnv& env) {
+  const char* d = std::getenv("DEVICE");
+  if (d != nullptr && std::string(d) == "cuda") return {torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank)};
+  return torch::kCPU;
+}
 
 // Seven pairs of varied lengths (not a multiple of 2 or 3 ranks), built the same way in every process.
 pt::Dataset seven_pairs(bool pad_for_two_ranks) {
@@ -67,8 +74,10 @@ int train(int argc, char** argv, const pt::DistributedEnv& env, std::chrono::mil
   const char* pad = std::getenv("PAD_DATA");
   const char* die = std::getenv("DIE_AT_STEP");
   auto flag = [](const char* name) { return std::getenv(name) != nullptr && std::string(std::getenv(name)) == "1"; };
+  const torch::Device device = device_of(env);
   auto model = tiny_model();
   auto config = pt::TrainerConfig()
+                    .device(device)
                     .loss("dpo")
                     .batch_size(batch)
                     .max_steps(steps)
@@ -87,7 +96,10 @@ int train(int argc, char** argv, const pt::DistributedEnv& env, std::chrono::mil
         .ref_model(pt::RefModelMode::Precomputed);
   }
   pt::Trainer trainer(config, model, seven_pairs(pad != nullptr && std::string(pad) == "1"));
-  if (env.distributed()) trainer.set_process_group(std::make_shared<pt::ProcessGroup>(env, torch::kCPU, timeout));
+  // On CUDA the group is made even for one process, so NCCL runs where there is a single GPU.
+  if (env.distributed() || device.is_cuda()) {
+    trainer.set_process_group(std::make_shared<pt::ProcessGroup>(env, device, timeout));
+  }
   trainer.set_log_callback([&](const pt::LogEntry& entry, bool is_eval) {
     if (is_eval) return;
     std::printf("step %lld loss %.17g\n", static_cast<long long>(entry.step), entry.metrics.at("loss"));
@@ -118,21 +130,24 @@ int main(int argc, char** argv) {
   }
   const auto timeout = std::chrono::milliseconds(argc > 2 ? std::atoll(argv[2]) : 60000);
   try {
-    pt::ProcessGroup group(env, torch::kCPU, timeout);
+    const torch::Device device = device_of(env);
+    pt::ProcessGroup group(env, device, timeout);
     if (scenario == "collectives") {
+      const auto on = torch::TensorOptions().device(device);
       // all_reduce: ranks contribute rank + 1; the sum is n (n + 1) / 2 everywhere.
-      auto t = torch::full({3}, static_cast<double>(group.rank() + 1), torch::kFloat64);
+      auto t = torch::full({3}, static_cast<double>(group.rank() + 1), on.dtype(torch::kFloat64));
       group.all_reduce(t);
       std::printf("all_reduce %.1f %.1f %.1f\n", t[0].item<double>(), t[1].item<double>(), t[2].item<double>());
-      // async all_reduce of float32, then broadcast of two tensors from rank 1.
-      auto f = torch::arange(4, torch::kFloat32) * static_cast<float>(group.rank() + 1);
+      // async all_reduce of float32, then broadcast of two tensors from the last rank.
+      auto f = torch::arange(4, on.dtype(torch::kFloat32)) * static_cast<float>(group.rank() + 1);
       auto pending = group.all_reduce_async(f);
       pending->wait();
       std::printf("all_reduce_async %.1f\n", f.sum().item<double>());
-      std::vector<torch::Tensor> b{torch::full({2}, static_cast<double>(group.rank())), torch::full({1}, group.rank() * 10L)};
-      group.broadcast(b, 1);
+      std::vector<torch::Tensor> b{torch::full({2}, static_cast<double>(group.rank()), on.dtype(torch::kFloat32)),
+                                   torch::full({1}, group.rank() * 10L, on.dtype(torch::kLong))};
+      group.broadcast(b, group.size() - 1);
       std::printf("broadcast %.1f %lld\n", b[0][1].item<double>(), static_cast<long long>(b[1][0].item<int64_t>()));
-      const auto g = group.all_gather(torch::full({2}, static_cast<int64_t>(group.rank()), torch::kLong));
+      const auto g = group.all_gather(torch::full({2}, static_cast<int64_t>(group.rank()), on.dtype(torch::kLong))).cpu();
       std::printf("all_gather %s\n", torch::equal(g, torch::arange(group.size()).unsqueeze(1).repeat({1, 2}))
                                           ? "ranks in order" : "WRONG");
       group.barrier();

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <torch/cuda.h>
 #include <torch/serialize.h>
 
 #include <prefopt/train/distributed.h>
@@ -175,10 +176,11 @@ std::vector<double> losses(const std::string& output) {
 
 // Two ranks with batch 2 each (in `dir`/two) against one process with batch 4 on the same pairs plus the one the
 // ranks wrap to (`dir`/one): bit-identical parameters on both ranks, equal to the single process's within 1e-6
-// relative (the norm of the difference against the parameters' norm), the same loss at each of 4 steps, logged
+// relative (the norm of the difference against the parameters' norm; `tolerance`), the same loss at each of 4 steps, logged
 // alike by every rank (the mean over the ranks). Returns rank 0's parameters and losses.
 std::pair<std::vector<float>, std::vector<double>> expect_two_ranks_like_one(const std::string& dir,
-                                                                            const std::vector<std::string>& env = {}) {
+                                                                            const std::vector<std::string>& env = {},
+                                                                            double tolerance = 1e-6) {
   const auto two = launch(2, {"train", dir + "/two", "4", "2"}, env);
   for (const auto& r : two) EXPECT_EQ(r.exit_code, 0) << r.output;
   std::vector<std::string> padded = env;
@@ -189,12 +191,12 @@ std::pair<std::vector<float>, std::vector<double>> expect_two_ranks_like_one(con
   EXPECT_TRUE(same_bytes(p0, p1));
   const auto single = read_floats(dir + "/one/params_rank0.bin");
   EXPECT_EQ(single.size(), p0.size());
-  if (single.size() == p0.size()) EXPECT_LE(relative_difference(p0, single), 1e-6);
+  if (single.size() == p0.size()) EXPECT_LE(relative_difference(p0, single), tolerance);
   const auto l2 = losses(two[0].output), l1 = losses(one[0].output);
   EXPECT_EQ(l2.size(), 4u) << two[0].output;
   EXPECT_EQ(l1.size(), 4u) << one[0].output;
   for (size_t i = 0; i < 4 && i < l1.size() && i < l2.size(); ++i) {
-    EXPECT_NEAR(l2[i], l1[i], 1e-6 * std::abs(l1[i])) << "step " << i + 1;
+    EXPECT_NEAR(l2[i], l1[i], tolerance * std::abs(l1[i])) << "step " << i + 1;
   }
   EXPECT_EQ(losses(two[1].output), l2);
   return {p0, l2};
@@ -245,25 +247,29 @@ TEST(TrainDistributedEnv, BadVariablesAreNamed) {
   }
 }
 
+// What every rank of the worker's "collectives" scenario must print.
+void expect_collectives(const std::vector<Rank>& ranks) {
+  const int world = static_cast<int>(ranks.size());
+  const double sum = world * (world + 1) / 2.0;
+  for (int r = 0; r < world; ++r) {
+    const auto& out = ranks[static_cast<size_t>(r)].output;
+    SCOPED_TRACE("world " + std::to_string(world) + " rank " + std::to_string(r) + ":\n" + out);
+    EXPECT_EQ(ranks[static_cast<size_t>(r)].exit_code, 0);
+    char expected[64];
+    std::snprintf(expected, sizeof(expected), "all_reduce %.1f %.1f %.1f", sum, sum, sum);
+    EXPECT_TRUE(contains(out, expected));
+    std::snprintf(expected, sizeof(expected), "all_reduce_async %.1f", 6.0 * sum);
+    EXPECT_TRUE(contains(out, expected));
+    std::snprintf(expected, sizeof(expected), "broadcast %.1f %d", world - 1.0, 10 * (world - 1));
+    EXPECT_TRUE(contains(out, expected));
+    EXPECT_TRUE(contains(out, "all_gather ranks in order"));
+    EXPECT_TRUE(contains(out, "rank " + std::to_string(r) + " of " + std::to_string(world) + " done"));
+  }
+}
+
 TEST(TrainDistributed, GlooCollectivesAcrossProcesses) {
   if (!pt::ProcessGroup::available(torch::kCPU)) GTEST_SKIP() << "built without Gloo's headers (libgloo-dev)";
-  for (const int world : {2, 3}) {
-    const auto ranks = launch(world, {"collectives"});
-    const double sum = world * (world + 1) / 2.0;
-    for (int r = 0; r < world; ++r) {
-      const auto& out = ranks[static_cast<size_t>(r)].output;
-      SCOPED_TRACE("world " + std::to_string(world) + " rank " + std::to_string(r) + ":\n" + out);
-      EXPECT_EQ(ranks[static_cast<size_t>(r)].exit_code, 0);
-      char expected[64];
-      std::snprintf(expected, sizeof(expected), "all_reduce %.1f %.1f %.1f", sum, sum, sum);
-      EXPECT_TRUE(contains(out, expected));
-      std::snprintf(expected, sizeof(expected), "all_reduce_async %.1f", 6.0 * sum);
-      EXPECT_TRUE(contains(out, expected));
-      EXPECT_TRUE(contains(out, "broadcast 1.0 10"));
-      EXPECT_TRUE(contains(out, "all_gather ranks in order"));
-      EXPECT_TRUE(contains(out, "rank " + std::to_string(r) + " of " + std::to_string(world) + " done"));
-    }
-  }
+  for (const int world : {2, 3}) expect_collectives(launch(world, {"collectives"}));
 }
 
 TEST(TrainDistributed, ADeadRankEndsTheOthersWithAnErrorWithinTheTimeout) {
@@ -348,4 +354,26 @@ TEST(TrainDistributed, ShardedOptimizerStateTrainsTheSameParametersAndCheckpoint
       launch(2, {"train", tmp / "into_sharded", "4", "2", tmp / "plain/checkpoint-2"}, {"SHARD_OPTIMIZER=1"});
   for (const auto& r : into_sharded) ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(same_bytes(read_floats(tmp / "into_sharded/params_rank1.bin"), u0));
+}
+
+// NCCL needs a GPU per rank: with one GPU (the GPU script's machine) it runs with world size 1; with two, the
+// 2-rank training check runs on CUDA too.
+TEST(TrainDistributedCuda, NcclCollectivesAndTrainingWithWorldSizeOne) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  if (!pt::ProcessGroup::available(torch::kCUDA)) GTEST_SKIP() << "built without NCCL's header (nccl.h)";
+  expect_collectives(launch(1, {"collectives"}, {"DEVICE=cuda"}));
+  prefopt::testing::TempTree tmp;
+  const auto one = launch(1, {"train", tmp / "one", "4", "2"}, {"DEVICE=cuda"});
+  EXPECT_EQ(one[0].exit_code, 0) << one[0].output;
+  EXPECT_EQ(losses(one[0].output).size(), 4u) << one[0].output;
+}
+
+TEST(TrainDistributedCuda, TwoRanksOnTwoGpusTrainLikeOneProcess) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  if (!pt::ProcessGroup::available(torch::kCUDA)) GTEST_SKIP() << "built without NCCL's header (nccl.h)";
+  if (torch::cuda::device_count() < 2) GTEST_SKIP() << "needs 2 CUDA devices, found " << torch::cuda::device_count();
+  expect_collectives(launch(2, {"collectives"}, {"DEVICE=cuda"}));
+  prefopt::testing::TempTree tmp;
+  // CUDA's reductions are not ordered like the CPU's: 1e-5 instead of 1e-6.
+  expect_two_ranks_like_one(tmp.path(), {"DEVICE=cuda"}, 1e-5);
 }
