@@ -49,7 +49,8 @@ from .joint import joint_dpo_loss, joint_labels, joint_sequence_logps  # noqa: E
 from .degree import degree_loss, extract_keyphrases, graded_removal, spo_loss  # noqa: E402
 from .tokenizer import Tokenizer, render_chat_template  # noqa: E402
 
-__version__ = "0.1.0"
+# The loaded library's version: CMakeLists.txt's project(VERSION), the one place it is declared.
+__version__: str = torch.ops.prefopt.version()
 
 __all__ = [
     "Tokenizer",
