@@ -1,6 +1,7 @@
-# Install rules: the library, its public headers, and an exported package so that an outside project can
-# find_package(prefopt) and link prefopt::prefopt. The config re-finds Torch (and the CUDA toolkit when the
-# kernels were built with it), because the exported target links Torch's imported targets by name.
+# Install rules of cmake --install: the library, its public headers, and an exported package so that an outside
+# project can find_package(prefopt) and link prefopt::prefopt; prefopt-train; the Python package. The config re-finds
+# Torch (and the CUDA toolkit when the kernels were built with it), because the exported target links Torch's
+# imported targets by name. (The Python wheel's layout is PrefoptWheel.cmake's.)
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -26,3 +27,22 @@ install(FILES
   cmake/Findutf8proc.cmake
   DESTINATION ${PREFOPT_INSTALL_CMAKEDIR})
 install(FILES "${CMAKE_CURRENT_BINARY_DIR}/include/prefopt/version.h" DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/prefopt)
+
+# prefopt-train, beside the library it links.
+if(TARGET prefopt-train)
+  set_target_properties(prefopt-train PROPERTIES INSTALL_RPATH "\$ORIGIN/../${CMAKE_INSTALL_LIBDIR};${PREFOPT_INSTALL_RPATH}")
+  install(TARGETS prefopt-train RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
+
+# The Python package, where `PYTHONPATH=<prefix>/<PREFOPT_INSTALL_PYTHONDIR>` finds it, with the path from it to the
+# installed library (prefopt/_install_location.txt, which _library.py reads).
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  set(PREFOPT_INSTALL_PYTHONDIR "${CMAKE_INSTALL_LIBDIR}/python${Python3_VERSION_MAJOR}.${Python3_VERSION_MINOR}/site-packages"
+    CACHE STRING "Where cmake --install puts the Python package, relative to the prefix")
+  install(DIRECTORY python/prefopt DESTINATION ${PREFOPT_INSTALL_PYTHONDIR} PATTERN "__pycache__" EXCLUDE)
+  file(RELATIVE_PATH PREFOPT_PACKAGE_TO_LIBRARY "/prefix/${PREFOPT_INSTALL_PYTHONDIR}/prefopt"
+    "/prefix/${CMAKE_INSTALL_LIBDIR}/libprefopt.so")
+  file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/_install_location.txt" "${PREFOPT_PACKAGE_TO_LIBRARY}\n")
+  install(FILES "${CMAKE_CURRENT_BINARY_DIR}/_install_location.txt" DESTINATION ${PREFOPT_INSTALL_PYTHONDIR}/prefopt)
+endif()

@@ -4,7 +4,8 @@ Importing the package loads libprefopt.so (see _library.py for where it is looke
 keyword-argument wrappers over the torch.ops.prefopt operators. It never builds the library, and it never
 computes scores or losses in Python: every number comes from the same C++ kernels as the C++ API.
 
-Usage, after building (``bash scripts/build.sh``) from the repository root::
+Installed with ``pip install .`` (built against the torch already installed), ``import prefopt`` works from
+anywhere. From a source tree, after building (``bash scripts/build.sh``) from the repository root::
 
     PYTHONPATH=$PWD/python python -c "import prefopt"
 """

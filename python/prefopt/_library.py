@@ -1,7 +1,9 @@
 """Finds libprefopt.so and loads it into torch, which registers the torch.ops.prefopt operators.
 
 It looks, in order, at the PREFOPT_LIBRARY environment variable, a copy next to the package
-(prefopt/libprefopt.so or prefopt/lib/libprefopt.so) and the repository's build folders (build/, build-*/).
+(prefopt/libprefopt.so, or prefopt/lib/libprefopt.so where ``pip install`` puts it), the library that
+``cmake --install`` put beside the package (prefopt/_install_location.txt says where) and the repository's build
+folders (build/, build-*/).
 It never builds, downloads or compiles anything, and it never falls back to a pure-Python implementation.
 """
 
@@ -26,7 +28,11 @@ _loaded_path: Optional[str] = None
 
 def candidate_paths() -> List[Path]:
     """Where the library is looked for when PREFOPT_LIBRARY is not set, in order."""
-    candidates = [_PACKAGE_DIR / LIBRARY_NAME, _PACKAGE_DIR / "lib" / LIBRARY_NAME, _REPO_DIR / "build" / LIBRARY_NAME]
+    candidates = [_PACKAGE_DIR / LIBRARY_NAME, _PACKAGE_DIR / "lib" / LIBRARY_NAME]
+    location = _PACKAGE_DIR / "_install_location.txt"  # written by cmake --install: a path relative to the package
+    if location.is_file():
+        candidates.append((_PACKAGE_DIR / location.read_text().strip()).resolve())
+    candidates.append(_REPO_DIR / "build" / LIBRARY_NAME)
     for folder in sorted(glob.glob(str(_REPO_DIR / "build-*"))):
         candidates.append(Path(folder) / LIBRARY_NAME)
     return candidates

@@ -4,6 +4,7 @@ In-process only: the search is pointed at temporary folders by monkeypatching, s
 no second copy of the library is loaded, and no subprocess starts.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,10 @@ def test_search_order(monkeypatch, tmp_path):
     assert _library.find_library() == build_release
     build = _touch(tmp_path / "build" / "libprefopt.so")
     assert _library.find_library() == build
+    # cmake --install: the package says where the library is, relative to itself.
+    prefix_lib = _touch(tmp_path / "prefix" / "lib" / "libprefopt.so")
+    (package / "_install_location.txt").write_text("../../prefix/lib/libprefopt.so\n")
+    assert _library.find_library() == prefix_lib
     installed = _touch(package / "lib" / "libprefopt.so")
     assert _library.find_library() == installed
     monkeypatch.setenv("PREFOPT_LIBRARY", str(build_release))
@@ -86,3 +91,9 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_version_is_the_one_cmakelists_declares():
+    cmakelists = (Path(__file__).resolve().parents[2] / "CMakeLists.txt").read_text()
+    declared = re.search(r"project\(prefopt VERSION ([0-9.]+)", cmakelists).group(1)
+    assert prefopt.__version__ == declared
