@@ -440,6 +440,16 @@ std::string LlamaConfig::to_json_string() const {
     rope["original_max_position_embeddings"] = rope_scaling_.original_max_position_embeddings();
   }
   j["rope_parameters"] = rope;
+  // transformers 4 (which TRL 0.28 needs) and most Hub checkpoints read rope_theta + rope_scaling and ignore
+  // rope_parameters: writing both keeps a rope-scaled model's positions right in either version.
+  j["rope_theta"] = rope_theta_;
+  if (rope_scaling_.rope_type() == RopeType::kDefault) {
+    j["rope_scaling"] = nullptr;
+  } else {
+    ojson legacy = rope;
+    legacy.erase("rope_theta");
+    j["rope_scaling"] = legacy;
+  }
   j["max_position_embeddings"] = max_position_embeddings_;
   j["tie_word_embeddings"] = tie_word_embeddings_;
   j["initializer_range"] = initializer_range_;

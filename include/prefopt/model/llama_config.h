@@ -165,7 +165,8 @@ struct LlamaConfig {
   static LlamaConfig from_json_file(const std::string& path);
   /// Reads config.json text; source names it in errors.
   static LlamaConfig from_json_string(const std::string& text, const std::string& source = "config.json");
-  /// A config.json (transformers 5 layout, rope_parameters) that from_json_string and transformers both read.
+  /// A config.json that from_json_string and transformers 4 and 5 all read: rope_parameters (transformers 5) and
+  /// rope_theta + rope_scaling (transformers 4) both written, with the same values.
   std::string to_json_string() const;
 };
 

@@ -208,6 +208,26 @@ TEST(LlamaConfig, JsonRoundTrip) {
   EXPECT_DOUBLE_EQ(d.rope_scaling().factor(), 3.0);
 }
 
+TEST(LlamaConfig, WrittenFileCarriesTheTransformers4RopeKeysToo) {
+  // transformers 4 reads rope_theta + rope_scaling and ignores rope_parameters: without it, the written file read
+  // the old way must give the same rotary parameters.
+  LlamaConfig a = LlamaConfig::from_json_string(kLlamaJson);
+  a.rope_theta(500000.0).rope_scaling(RopeScaling().rope_type(RopeType::kLlama3).factor(8).low_freq_factor(1)
+                                          .high_freq_factor(4).original_max_position_embeddings(16));
+  const std::string written = a.to_json_string();
+  ASSERT_NE(written.find("\"rope_parameters\""), std::string::npos);
+  const LlamaConfig b = LlamaConfig::from_json_string(replaced(written, "\"rope_parameters\"", "\"unread_key\""));
+  EXPECT_DOUBLE_EQ(b.rope_theta(), 500000.0);
+  EXPECT_EQ(b.rope_scaling().rope_type(), RopeType::kLlama3);
+  EXPECT_DOUBLE_EQ(b.rope_scaling().factor(), 8.0);
+  EXPECT_DOUBLE_EQ(b.rope_scaling().high_freq_factor(), 4.0);
+  EXPECT_EQ(b.rope_scaling().original_max_position_embeddings(), 16);
+  const std::string plain = LlamaConfig::from_json_string(kLlamaJson).to_json_string();
+  const LlamaConfig c = LlamaConfig::from_json_string(replaced(plain, "\"rope_parameters\"", "\"unread_key\""));
+  EXPECT_EQ(c.rope_scaling().rope_type(), RopeType::kDefault);
+  EXPECT_DOUBLE_EQ(c.rope_theta(), 10000.0);
+}
+
 TEST(LlamaConfig, RefusesUnsupportedValuesNamingTheField) {
   const auto read = [](const std::string& text) { return [text] { LlamaConfig::from_json_string(text); }; };
   expect_error(read(llama_with("architectures", R"(["GemmaForCausalLM"])")),
