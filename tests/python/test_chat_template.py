@@ -748,13 +748,24 @@ def _cases():
 CASES = _cases()
 
 
+def _normalize(messages):
+    """apply_chat_template's message normalization as transformers 5 does it (``_normalize_chat_messages``: keys
+    with a None value dropped, so that Arrow datasets' missing keys read as absent), which prefopt follows.
+    requirements.txt pins transformers 4.57 (TRL 0.28 needs it), which renders None values as given; where the
+    installed transformers has the function, it is used."""
+    normalize = getattr(ctu, "_normalize_chat_messages", None)
+    if normalize is not None:
+        return normalize(messages)
+    return [{k: v for k, v in m.items() if v is not None} for m in messages]
+
+
 def reference(template, messages, add_generation_prompt=False, tools=None, continue_final_message=False, **variables):
     """transformers' apply_chat_template(tokenize=False): its input handling, then render_jinja_template."""
     if not messages:
         raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
     if continue_final_message and add_generation_prompt:
         raise ValueError("continue_final_message and add_generation_prompt are not compatible.")
-    conversation = ctu._normalize_chat_messages(json.loads(json.dumps(messages)))
+    conversation = _normalize(json.loads(json.dumps(messages)))
     documents = variables.pop("documents", None)
     rendered, _ = ctu.render_jinja_template(
         conversations=[conversation], tools=tools, documents=documents, chat_template=template,

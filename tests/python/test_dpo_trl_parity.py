@@ -65,38 +65,12 @@ if trl.__version__ != TRL_VERSION:
     )
 
 
-def _import_dpo_trainer():
-    """Imports trl.trainer.dpo_trainer.
-
-    TRL 0.28's ``is_*_available()`` helpers return ``transformers.utils.import_utils._is_package_available(name)``
-    as a bool; transformers 5.x returns a ``(available, version)`` tuple there, which is always truthy, so
-    ``trl.trainer.callbacks`` tries to ``import weave`` (and fails) when it is not installed. The helpers that
-    return such a tuple are replaced by their first element before the trainer modules are imported. This changes
-    no loss code.
-    """
-    import trl.import_utils as import_utils
-
-    for name in dir(import_utils):
-        helper = getattr(import_utils, name)
-        if not (name.startswith("is_") and name.endswith("_available") and callable(helper)):
-            continue
-        try:
-            result = helper()
-        except TypeError:
-            continue
-        if isinstance(result, tuple):
-            setattr(import_utils, name, lambda *args, _available=bool(result[0]), **kwargs: _available)
+try:
     from trl.trainer.dpo_config import FDivergenceConstants, FDivergenceType
     from trl.trainer.dpo_trainer import DPOTrainer
     from trl.trainer.utils import RunningMoments
-
-    return DPOTrainer, RunningMoments, FDivergenceType, FDivergenceConstants
-
-
-try:
-    DPOTrainer, RunningMoments, FDivergenceType, FDivergenceConstants = _import_dpo_trainer()
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    pytest.skip(f"trl.trainer.dpo_trainer (trl=={TRL_VERSION}) could not be imported: {exc}", allow_module_level=True)
+    pytest.fail(f"trl.trainer.dpo_trainer (trl=={TRL_VERSION}) could not be imported with requirements.txt's pins: {exc}")
 
 DTYPES = [torch.float32, torch.float64]
 # Tolerances on the per-pair values: both libraries compute in the input dtype (prefopt: float32 for float32,

@@ -69,6 +69,11 @@ def _config(architecture: str, **overrides):
         rms_norm_eps=1e-5,
     )
     common.update(overrides)
+    if "rope_parameters" in common and int(transformers.__version__.split(".")[0]) < 5:
+        # transformers 4 (the pinned version) spells it rope_scaling + rope_theta, as most checkpoints on the Hub.
+        rope = dict(common.pop("rope_parameters"))
+        common["rope_theta"] = rope.pop("rope_theta", 10000.0)
+        common["rope_scaling"] = rope
     return CONFIGS[architecture](**common)
 
 
@@ -252,9 +257,13 @@ def test_architecture_variants_round_trip_through_prefopt(name, tmp_path):
     _run_helper(tmp_path / "model", INPUT_IDS, None, tmp_path, resave=tmp_path / "resaved")
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "resaved", dtype=torch.float32).eval()
     assert type(reloaded) is type(model)
-    for key in ("sliding_window", "layer_types", "attention_bias", "rope_parameters", "head_dim"):
+    for key in ("sliding_window", "layer_types", "attention_bias", "rope_parameters", "rope_scaling", "rope_theta"):
         if hasattr(model.config, key):
             assert getattr(reloaded.config, key) == getattr(model.config, key), key
+    # transformers 4's MistralConfig keeps head_dim None (derived); prefopt writes the derived value.
+    def head_dim(config):
+        return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    assert head_dim(reloaded.config) == head_dim(model.config)
     expected, _ = _reference(model, INPUT_IDS, None)
     got, _ = _reference(reloaded, INPUT_IDS, None)
     diff = (got - expected).abs().max().item()

@@ -27,7 +27,6 @@ trl = pytest.importorskip("trl", reason="trl is not installed")
 datasets = pytest.importorskip("datasets", reason="datasets is not installed")
 
 from hf_tokenizer_families import llama3  # noqa: E402
-from test_dpo_trl_parity import _import_dpo_trainer  # noqa: E402
 from test_llama_parity import _helper_path  # noqa: E402
 
 CHATML = (
@@ -108,8 +107,7 @@ def _config(tmp: Path, checkpoint: Path, data: Path, **training) -> Path:
 
 
 def _trl_trainer(checkpoint: Path, records, tmp: Path):
-    DPOTrainer = _import_dpo_trainer()[0]
-    from trl.trainer.dpo_config import DPOConfig
+    from trl import DPOConfig, DPOTrainer
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
     model = transformers.AutoModelForCausalLM.from_pretrained(checkpoint, torch_dtype=torch.float32)
