@@ -45,7 +45,7 @@ torch::Tensor idealized_ranking_accuracy(const torch::Tensor& ref_chosen_logps, 
   const at::Tensor p = preference_probs.detach().to(dtype);
   if (check_finite) {
     const at::Tensor outside = p.ge(0).logical_and(p.le(1)).logical_not();
-    if (outside.any().item<bool>()) {
+    if (detail::any_set(outside, "preference_probs must be in [0, 1]")) {
       const int64_t index = outside.nonzero()[0][0].item<int64_t>();
       TORCH_CHECK(false, "preference_probs must be in [0, 1], got ", p[index].item<double>(), " at index ", index);
     }

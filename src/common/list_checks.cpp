@@ -1,8 +1,10 @@
 // Checks and conversions of list inputs; see list_checks.h.
 #include "list_checks.h"
+#include "score_checks.h"
 
 #include <limits>
 #include <sstream>
+#include <string>
 
 #include <ATen/ATen.h>
 
@@ -72,7 +74,8 @@ void check_finite_where(const at::Tensor& t, const at::Tensor& mask, std::string
   at::Tensor bad = t.isfinite().logical_not();
   while (bad.dim() > mask.dim()) bad = bad.any(-1);
   bad = bad.logical_and(mask);
-  if (bad.any().item<bool>()) {
+  if (any_set(bad, std::string(name) +
+                       " must be finite where the mask is set (pass check_finite=false to let NaN/Inf propagate instead)")) {
     const at::Tensor where = bad.nonzero()[0];
     std::ostringstream index;
     at::Tensor value = t;

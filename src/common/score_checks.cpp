@@ -2,6 +2,7 @@
 #include "score_checks.h"
 
 #include <cmath>
+#include <string>
 
 #include <ATen/ATen.h>
 
@@ -27,9 +28,18 @@ void check_same_batch(const at::Tensor& scores, std::string_view name, const at:
               anchor.device(), "), got ", scores.device());
 }
 
+bool any_set(const at::Tensor& bad, std::string_view traced_message) {
+  const c10::DispatchKeySet keys = bad.key_set();
+  if (keys.has(c10::DispatchKey::Python) || keys.has(c10::DispatchKey::Functionalize)) {
+    at::_assert_async(bad.any().logical_not(), traced_message);
+    return false;
+  }
+  return bad.any().item<bool>();
+}
+
 void check_finite(const at::Tensor& scores, std::string_view name) {
   const at::Tensor bad = scores.isfinite().logical_not();
-  if (bad.any().item<bool>()) {
+  if (any_set(bad, std::string(name) + " must be finite (pass check_finite=false to let NaN/Inf propagate instead)")) {
     const int64_t index = bad.nonzero().select(1, 0)[0].item<int64_t>();
     TORCH_CHECK(false, name, " must be finite, got ", scores[index].item<double>(), " at index ", index,
                 " (pass check_finite=false to let NaN/Inf propagate instead)");

@@ -15,7 +15,14 @@ void check_batch_scores(const at::Tensor& scores, std::string_view name);
 void check_same_batch(const at::Tensor& scores, std::string_view name, const at::Tensor& anchor,
                       std::string_view anchor_name);
 
-// Raises when `scores` holds NaN or Inf, naming the first bad index.
+// Whether any element of the boolean tensor `bad` is set, for a value check that then raises its precise error.
+// In eager mode this reads the answer on the host. While torch.compile, make_fx or torch.export trace the op (fake
+// or functional tensors, which carry the Python dispatch key) a host read is a data-dependent guard that breaks the
+// graph; there it records an in-graph assert instead (at::_assert_async, raising `traced_message` when the compiled
+// code runs on bad values) and returns false, so the default checks compile with fullgraph=True.
+bool any_set(const at::Tensor& bad, std::string_view traced_message);
+
+// Raises when `scores` holds NaN or Inf, naming the first bad index (in eager mode; see any_set).
 void check_finite(const at::Tensor& scores, std::string_view name);
 
 // A scalar option that must be finite and lie in [low, high] (or (low, high] when low_open).

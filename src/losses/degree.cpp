@@ -4,6 +4,7 @@
 #include <prefopt/losses/degree.h>
 
 #include <limits>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
@@ -69,7 +70,7 @@ LossOutput degree_loss(const torch::Tensor& logits, const torch::Tensor& degrees
   const at::Tensor target = degrees.to(at::kLong);
   if (options.check_inputs()) {
     const at::Tensor outside = target.lt(0).logical_or(target.ge(k));
-    if (outside.any().item<bool>()) {
+    if (detail::any_set(outside, "degrees must be in [0, " + std::to_string(k) + ")")) {
       const int64_t index = outside.nonzero()[0][0].item<int64_t>();
       TORCH_CHECK(false, "degrees must be in [0, ", k, "), got ", target[index].item<int64_t>(), " at index ", index);
     }

@@ -105,7 +105,7 @@ at::Tensor gains_of(const ListBatch& b, bool check_finite) {
   const at::Tensor gains = at::exp2(b.grades) - 1;
   if (check_finite) {
     const at::Tensor bad = gains.isfinite().logical_not().logical_and(b.mask);
-    if (bad.any().item<bool>()) {
+    if (detail::any_set(bad, "labels must be small enough for the gain 2^label - 1 to be finite")) {
       const at::Tensor where = bad.nonzero()[0];
       const int64_t i = where[0].item<int64_t>(), k = where[1].item<int64_t>();
       TORCH_CHECK(false, "labels must be small enough for the gain 2^label - 1 to be finite in ", b.acc, ", got ",

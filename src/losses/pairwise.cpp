@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <sstream>
 
 #include <ATen/ATen.h>
@@ -207,8 +208,8 @@ void check_inputs(const at::Tensor& pc, const at::Tensor& pr, const at::Tensor& 
     for (const auto& [t, name] : {std::pair{inputs.chosen_lengths(), "chosen_lengths"},
                                    std::pair{inputs.rejected_lengths(), "rejected_lengths"}}) {
       const at::Tensor counts = t.to(at::kDouble);
-      TORCH_CHECK(!(counts.isfinite().logical_not() | counts.lt(0)).any().item<bool>(), name,
-                  " must hold finite token counts >= 0, got a negative or non-finite value");
+      const std::string message = std::string(name) + " must hold finite token counts >= 0, got a negative or non-finite value";
+      TORCH_CHECK(!detail::any_set(counts.isfinite().logical_not() | counts.lt(0), message), message);
     }
   }
 }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <sstream>
 
 #include <ATen/ATen.h>
@@ -67,8 +68,8 @@ void check_lengths(const at::Tensor& lengths, const char* name, const at::Tensor
               anchor.device(), "), got ", lengths.device());
   if (check_values) {
     const at::Tensor counts = lengths.to(at::kDouble);
-    TORCH_CHECK(!(counts.isfinite().logical_not() | counts.lt(0)).any().item<bool>(), name,
-                " must hold finite token counts >= 0, got a negative or non-finite value");
+    const std::string message = std::string(name) + " must hold finite token counts >= 0, got a negative or non-finite value";
+    TORCH_CHECK(!detail::any_set(counts.isfinite().logical_not() | counts.lt(0), message), message);
   }
 }
 
@@ -246,7 +247,7 @@ LossOutput orpo_loss(const torch::Tensor& policy_chosen_logps, const torch::Tens
     for (const auto& [m, name] : {std::pair{mc, "policy_chosen_logps / chosen_lengths"},
                                   std::pair{mr, "policy_rejected_logps / rejected_lengths"}}) {
       const at::Tensor positive = m.gt(0);
-      if (positive.any().item<bool>()) {
+      if (detail::any_set(positive, std::string(name) + " must be <= 0 (a mean token log-prob)")) {
         const int64_t index = positive.nonzero().select(1, 0)[0].item<int64_t>();
         TORCH_CHECK(false, name, " must be <= 0 (a mean token log-prob), got ", m[index].item<double>(),
                     " at index ", index);

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <sstream>
 
 #include <ATen/ATen.h>
@@ -88,7 +89,8 @@ LossOutput reward_loss(const torch::Tensor& chosen_rewards, const torch::Tensor&
     if (inputs.magnitude().defined()) {
       const at::Tensor w = inputs.magnitude().to(at::kDouble);
       detail::check_finite(w, "magnitude");
-      TORCH_CHECK(!w.lt(0).any().item<bool>(), "magnitude must be >= 0, got a negative value");
+      TORCH_CHECK(!detail::any_set(w.lt(0), "magnitude must be >= 0, got a negative value"),
+                  "magnitude must be >= 0, got a negative value");
     }
   }
 
