@@ -343,6 +343,25 @@ class DPOLoss(torch.nn.Module):
         chosen_nll: Optional[torch.Tensor] = None,
         weights: Optional[torch.Tensor] = None,
     ) -> DPOLossResult:
+        """The :func:`dpo_loss` of a batch under the module's options, reduced by ``reduction``, with TRL's metrics.
+
+        Args:
+            policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps: ``[B]`` summed
+                completion log-probs, as in :func:`dpo_loss` (the reference ones may be None only with
+                ``reference_free``).
+            chosen_lengths, rejected_lengths, chosen_nll, weights: as in :func:`dpo_loss`.
+
+        With ``bco_running_mean=True`` and ``bco_pair`` among the loss types, the call updates the
+        ``bco_running_mean`` / ``bco_running_count`` buffers in place (in training and in evaluation).
+
+        Returns:
+            :class:`DPOLossResult` with ``losses`` ``[B]`` in the input dtype and ``loss`` (their mean, their sum,
+            or ``losses`` itself for ``reduction="none"``), both differentiable; ``chosen_rewards`` and
+            ``rejected_rewards`` ``[B]``, detached; ``metrics``, 0-dim float32 detached batch means under TRL's
+            names: ``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies`` (the fraction of pairs with
+            chosen reward > rejected reward), ``rewards/margins``, ``logps/chosen``, ``logps/rejected``, and
+            ``nll_loss`` (``chosen_nll``) when ``chosen_nll`` is given.
+        """
         state = {}
         if self.use_bco_running_mean and "bco_pair" in self._types():
             state = dict(bco_running_mean=self.bco_running_mean, bco_running_count=self.bco_running_count)
@@ -387,6 +406,13 @@ class DPOLoss(torch.nn.Module):
                           rejected_rewards=rejected_rewards)
 
     def extra_repr(self) -> str:
+        """The options shown in ``repr(module)``, e.g. ``"loss_type=sigmoid+hinge, beta=0.1, loss_weights=[0.8, 0.2]"``.
+
+        ``loss_type`` (several joined by ``+``) and ``beta`` always; ``loss_weights``, ``label_smoothing``,
+        ``f_divergence``, ``bco_running_mean``, ``rpo_alpha``, ``reference_free`` and ``reduction`` only where they
+        are not their defaults; ``alpha_divergence_coef`` with the alpha divergence, ``discopop_tau`` with
+        ``discopop``.
+        """
         loss_type = self.loss_type if isinstance(self.loss_type, str) else "+".join(self.loss_type)
         parts = [f"loss_type={loss_type}", f"beta={self.beta:g}"]
         if self.loss_weights is not None:

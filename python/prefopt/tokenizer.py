@@ -73,6 +73,11 @@ class Tokenizer:
         return cls(torch.classes.prefopt.Tokenizer.from_pretrained(str(folder)))
 
     def encode(self, text: str, add_special_tokens: bool = True) -> List[int]:
+        """The token ids of ``text``, as transformers' ``tokenizer(text)["input_ids"]`` gives them.
+
+        ``add_special_tokens`` applies tokenizer.json's post-processor (e.g. Llama's BOS), as transformers does by
+        default; with False the ids are those of the text alone.
+        """
         return self._handle.encode(text, add_special_tokens)
 
     def encode_with_offsets(self, text: str, add_special_tokens: bool = True):
@@ -81,15 +86,37 @@ class Tokenizer:
         return ids, tokens, list(zip(begins, ends))
 
     def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = True, num_threads: int = 0) -> List[List[int]]:
+        """:meth:`encode` over many texts at once: one list of ids per text of ``texts``, in input order.
+
+        The texts are tokenized in C++ on ``num_threads`` threads (0: one per hardware thread; never more threads
+        than texts; a negative count raises RuntimeError); the ids are the same as encoding each text alone.
+        ``add_special_tokens`` as in :meth:`encode`.
+        """
         return self._handle.encode_batch(list(texts), add_special_tokens, num_threads)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        """The text of the token ids ``ids`` (any sequence of ints), through tokenizer.json's decoder.
+
+        With ``skip_special_tokens`` the added tokens marked special (BOS, EOS, ``<|im_end|>``, ...) are dropped
+        first, as in transformers' ``decode(ids, skip_special_tokens=True)``. An id that is no token raises
+        RuntimeError naming it.
+        """
         return self._handle.decode([int(i) for i in ids], skip_special_tokens)
 
     def token_to_id(self, token: str) -> Optional[int]:
+        """The id of the token string ``token`` (an added token's content or a vocabulary entry), or None.
+
+        ``token`` is looked up as it is, not tokenized: byte-level vocabularies spell tokens in GPT-2's printable
+        form (e.g. ``"Ġhello"``). None when it is no token.
+        """
         return self._handle.token_to_id(token)
 
     def id_to_token(self, id: int) -> Optional[str]:
+        """The token string of ``id`` (an added token's content or the vocabulary entry), or None.
+
+        Byte-level tokens come in GPT-2's printable form (e.g. ``"Ġhello"``); use :meth:`decode` for text. None for
+        an id that is no token (negative, or not in the vocabulary).
+        """
         return self._handle.id_to_token(int(id))
 
     @property
@@ -102,23 +129,46 @@ class Tokenizer:
 
     @property
     def bos_token_id(self) -> Optional[int]:
+        """The id of the ``bos_token`` that tokenizer_config.json (or special_tokens_map.json) sets, else None.
+
+        Always None for a tokenizer loaded with :meth:`from_file`.
+        """
         return self._handle.bos_id()
 
     @property
     def eos_token_id(self) -> Optional[int]:
+        """The id of the ``eos_token`` that tokenizer_config.json (or special_tokens_map.json) sets, else None.
+
+        Always None for a tokenizer loaded with :meth:`from_file`.
+        """
         return self._handle.eos_id()
 
     @property
     def pad_token_id(self) -> int:
+        """The id to pad with: the ``pad_token``'s id, else :attr:`eos_token_id`, else 0.
+
+        Padding is masked out, so any valid id works; this is never None.
+        """
         return self._handle.pad_id()
 
     @property
     def special_tokens(self) -> Dict[str, str]:
+        """The named special tokens that are set, name to content (e.g. ``{"bos_token": "<s>", "eos_token": "</s>"}``).
+
+        In the order bos, eos, unk, sep, pad, cls, mask, from tokenizer_config.json (or special_tokens_map.json):
+        the variables a chat template sees. Empty for a tokenizer loaded with :meth:`from_file`.
+        """
         names, contents = self._handle.special_tokens()
         return dict(zip(names, contents))
 
     @property
     def chat_template_names(self) -> List[str]:
+        """The names of the tokenizer's chat templates, what ``apply_chat_template(chat_template=...)`` accepts.
+
+        The main template (chat_template.jinja, or tokenizer_config.json's ``chat_template`` string) is named
+        ``"default"``; a list-valued ``chat_template`` adds its named templates. Empty when there is none (always
+        for a tokenizer loaded with :meth:`from_file`).
+        """
         return list(self._handle.chat_template_names())
 
     def apply_chat_template(
