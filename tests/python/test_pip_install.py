@@ -66,3 +66,9 @@ def test_pip_install_into_a_fresh_environment_imports_from_anywhere(tmp_path):
     assert train.is_file()
     shown = subprocess.run([str(train), "--help"], capture_output=True, text=True, cwd=elsewhere, env=_clean_env())
     assert shown.returncode == 0 and "prefopt-train" in shown.stdout + shown.stderr, shown.stdout + shown.stderr
+
+    # prefopt.trl is installed with the package; without TRL in the environment it says what it needs.
+    assert (Path(package_file).parent / "trl" / "trainer.py").is_file()
+    no_trl = subprocess.run([str(python), "-c", "import prefopt.trl"], cwd=elsewhere, capture_output=True, text=True,
+                            env=_clean_env())
+    assert no_trl.returncode != 0 and "prefopt.trl needs TRL >=0.28,<0.29" in no_trl.stderr, no_trl.stderr[-2000:]

@@ -1,0 +1,249 @@
+"""PrefoptDPOTrainer: TRL 0.28's DPOTrainer with prefopt's fused scoring (fused_forward.py) and prefopt's losses.
+
+It overrides two methods: ``concatenated_forward`` (sequence log-probs and TRL's side outputs from the final hidden
+states, never the logits) and ``get_batch_loss_metrics`` (the losses from :func:`prefopt.dpo_loss` and
+:func:`prefopt.tdpo_loss`, the metrics under TRL's names plus the losses' own). Data, collation, the reference
+model (a separate model, PEFT's adapters switched off, or precomputed log-probs), accelerate, logging and saving
+stay TRL's. It never re-derives a loss formula: each number comes from prefopt's C++ operators.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Literal, Tuple
+
+import torch
+from trl import DPOConfig, DPOTrainer
+
+import prefopt
+
+from . import fused_forward as ff
+from .config import PREFOPT_LOSS_TYPES, TRL_LOSS_TYPES, PrefoptDPOConfig, _loss_type_list
+
+_DEFAULT_EXTRAS = PrefoptDPOConfig.__dataclass_fields__
+
+
+def _extra(args, name: str):
+    return getattr(args, name) if hasattr(args, name) else _DEFAULT_EXTRAS[name].default
+
+
+class PrefoptDPOTrainer(DPOTrainer):
+    """TRL's ``DPOTrainer``, scoring with prefopt's fused kernels and computing the losses with prefopt.
+
+    Takes exactly ``DPOTrainer``'s arguments; ``args`` may be a :class:`PrefoptDPOConfig` (for ``tdpo1``/``tdpo2``
+    and ``prefopt_chunk_bytes``) or TRL's own ``DPOConfig``. Supported: decoder-only causal LMs whose logits are
+    ``lm_head(final hidden state)`` with a bias-free ``nn.Linear`` head (Llama, Qwen2/3, Mistral, Gemma, ... and
+    their PEFT models with the head left out of the adapters), every TRL loss type and list of them, ``rpo_alpha``,
+    ``use_weighting``, ``ld_alpha``, ``padding_free``, ``precompute_ref_log_probs``, single or several processes
+    under accelerate with DDP (DeepSpeed ZeRO-1/2 not refused, not tested). Refused with an error: encoder-decoder and vision models,
+    ``use_liger_kernel``, FSDP and ZeRO-3 (the head's weight is sharded outside the forward).
+
+    Example::
+
+        >>> from prefopt.trl import PrefoptDPOConfig, PrefoptDPOTrainer
+        >>> args = PrefoptDPOConfig(output_dir="out", loss_type="sigmoid", beta=0.1, report_to=[])
+        >>> trainer = PrefoptDPOTrainer(model=model, args=args, train_dataset=dataset,
+        ...                             processing_class=tokenizer)                      # doctest: +SKIP
+        >>> trainer.train()                                                              # doctest: +SKIP
+    """
+
+    def __init__(self, *args, **kwargs):
+        given = kwargs.get("args", args[2] if len(args) > 2 else None)
+        if given is not None:
+            if not isinstance(given, DPOConfig):
+                raise TypeError(f"args must be a DPOConfig or PrefoptDPOConfig, got {type(given).__name__}")
+            for name in _loss_type_list(given.loss_type):
+                if name not in TRL_LOSS_TYPES + PREFOPT_LOSS_TYPES + ("aot_pair",):
+                    raise ValueError(f"loss_type: {name!r} is not supported by prefopt.trl")
+            if given.use_liger_kernel:
+                raise ValueError("use_liger_kernel=True and PrefoptDPOTrainer both replace the scoring: choose one")
+        super().__init__(*args, **kwargs)
+        config = self.args
+        types = list(self.loss_type)
+        if self.is_encoder_decoder:
+            raise ValueError("PrefoptDPOTrainer scores decoder-only causal LMs; this model is encoder-decoder")
+        if self.is_fsdp_enabled or (self.is_deepspeed_enabled and self._deepspeed_stage() == 3):
+            raise ValueError(
+                "PrefoptDPOTrainer reads lm_head.weight outside the model's forward, which FSDP and DeepSpeed "
+                "ZeRO-3 shard there; use DDP or ZeRO-1/2"
+            )
+        if any(t in PREFOPT_LOSS_TYPES for t in types) and self.precompute_ref_log_probs:
+            raise ValueError("loss_type tdpo1/tdpo2 cannot be combined with precompute_ref_log_probs=True")
+        ff.lm_head_weight(self.accelerator.unwrap_model(self.model))  # refuse unsupported heads before training
+        self._prefopt_head_checked = set()
+        self._prefopt_alpha = 1.0 - float(config.f_alpha_divergence_coef)
+
+    def _deepspeed_stage(self) -> int:
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        return int(getattr(plugin, "zero_stage", 0) or 0) if plugin is not None else 0
+
+    # -------------------------------------------------------------------------------------------------------------
+    # Scoring
+    # -------------------------------------------------------------------------------------------------------------
+
+    def _rows(self, model, batch) -> ff.ScoredRows:
+        num_examples = batch["prompt_input_ids"].shape[0]
+        input_ids, attention_mask, loss_mask = ff.concatenated_layout(
+            batch, pad_token_id=self.pad_token_id, max_length=self.max_length, truncation_mode=self.truncation_mode,
+            concatenated_inputs=self.concatenated_inputs)
+        unwrapped = self.accelerator.unwrap_model(model)
+        key = id(unwrapped)
+        rows = ff.forward_rows(model, unwrapped, input_ids, attention_mask, loss_mask, num_examples=num_examples,
+                               padding_free=self.padding_free, aux_loss=self.aux_loss_enabled,
+                               check_head=key not in self._prefopt_head_checked)
+        self._prefopt_head_checked.add(key)
+        return rows
+
+    def _score(self, rows: ff.ScoredRows, is_ref_model: bool) -> Dict[str, torch.Tensor]:
+        """TRL's ``concatenated_forward`` outputs from scored rows."""
+        args = self.args
+        chunk = _extra(args, "prefopt_chunk_bytes")
+        b = rows.num_examples
+        logps, lse = ff.token_logps(rows, chunk_bytes=chunk)
+        counts = rows.counts()
+        if args.ld_alpha is not None:
+            dense, mask = rows.dense(logps)
+            chosen, rejected = prefopt.ld_dpo_logps(dense[:b], mask[:b], dense[b:], mask[b:], alpha=args.ld_alpha)
+            all_logps = torch.cat((chosen, rejected))
+        else:
+            all_logps = rows.per_sequence_sum(logps)
+        if "ipo" in self.loss_type:
+            # TRL hands every loss type length-averaged log-probs when ipo is among them.
+            all_logps = all_logps / counts.clamp_min(1).to(all_logps.dtype)
+        output = {"chosen_logps": all_logps[:b], "rejected_logps": all_logps[b:], "token_counts": counts}
+        if is_ref_model:
+            return output
+        if self.use_weighting:
+            with torch.no_grad():
+                # WPO's log-weight per token: logp - log sum_v p_v^2 = logp - (lse(2z) - 2 lse(z)).
+                _, lse2 = ff.token_logps(rows, chunk_bytes=chunk, temperature=0.5)
+                log_w = rows.per_sequence_sum(logps.detach() - (lse2 - 2 * lse.detach()))
+                log_w = log_w / counts.clamp_min(1).to(log_w.dtype)
+                output["policy_weights"] = prefopt.wpo_pair_weights(log_w[:b], log_w[b:])
+        if args.rpo_alpha is not None or "sft" in self.loss_type:
+            # TRL's nll_loss: mean over the chosen completion tokens, leaving out token id 0 (its ignore_index).
+            take = (rows.sequence < b) & (rows.labels != 0)
+            output["nll_loss"] = prefopt.mean_token_nll(logps.unsqueeze(0), take.unsqueeze(0))
+        output["mean_chosen_logits"] = ff.mean_logits(rows, slice(0, b))
+        output["mean_rejected_logits"] = ff.mean_logits(rows, slice(b, 2 * b))
+        if rows.aux_loss is not None:
+            output["aux_loss"] = rows.aux_loss
+        return output
+
+    def concatenated_forward(self, model, batch, is_ref_model: bool = False) -> Dict[str, torch.Tensor]:
+        """TRL's ``concatenated_forward`` outputs (``chosen_logps``, ``rejected_logps``, ``mean_chosen_logits``,
+        ``mean_rejected_logits``, and ``nll_loss``, ``policy_weights``, ``aux_loss`` when used), computed from the
+        final hidden states with :func:`prefopt.fused_linear_logps`."""
+        return self._score(self._rows(model, batch), is_ref_model)
+
+    def _reference_rows(self, batch) -> ff.ScoredRows:
+        with torch.no_grad():
+            if self.ref_model is None:
+                with self.null_ref_context():
+                    return self._rows(self.model, batch)
+            return self._rows(self.ref_model, batch)
+
+    # -------------------------------------------------------------------------------------------------------------
+    # Losses and metrics
+    # -------------------------------------------------------------------------------------------------------------
+
+    def _loss_options(self):
+        args = self.args
+        return dict(beta=self.beta, label_smoothing=self.label_smoothing, f_divergence=str(args.f_divergence_type),
+                    alpha_divergence_coef=self._prefopt_alpha, discopop_tau=float(args.discopop_tau),
+                    reference_free=bool(self.reference_free))
+
+    def _losses(self, out, ref_chosen, ref_rejected, kl) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-pair losses of every loss type, weighted and summed, plus RPO's NLL and times WPO's weights (TRL's
+        order); and the rewards ``beta * (policy - reference)``."""
+        types = list(self.loss_type)
+        weights = list(self.loss_weights) if self.loss_weights else [1.0] * len(types)
+        pc, pr = out["chosen_logps"], out["rejected_logps"]
+        ref_chosen, ref_rejected = ref_chosen.to(pc.device), ref_rejected.to(pc.device)
+        nll = out.get("nll_loss")
+        policy_weights = out.get("policy_weights")
+        options = self._loss_options()
+        ipo = "ipo" in types
+        ones = torch.ones_like(pc) if ipo else None
+        total = torch.zeros_like(pc)
+        rewards = None
+        dpo_types = [t for t in types if t in TRL_LOSS_TYPES and t != "bco_pair"]
+        if dpo_types:
+            losses, chosen_rewards, rejected_rewards = prefopt.dpo_loss(
+                pc, pr, ref_chosen, ref_rejected, loss_type=dpo_types,
+                loss_weights=[w for t, w in zip(types, weights) if t in dpo_types], chosen_lengths=ones,
+                rejected_lengths=ones, chosen_nll=nll if "sft" in dpo_types else None, **options)
+            total = total + losses
+            rewards = (chosen_rewards, rejected_rewards)
+        if "bco_pair" in types:
+            # TRL's running mean of the batch rewards, gathered over processes (its RunningMoments): the loss is
+            # bco_pair's on scores shifted by delta / beta, i.e. -logsig(beta h_c - delta) - logsig(-(beta h_r - delta)).
+            h = torch.cat((pc - ref_chosen, pr - ref_rejected)).detach()
+            self.running.update((self.beta * h).mean())
+            delta = float(self.running.mean) / self.beta
+            losses, _, _ = prefopt.dpo_loss(pc - delta, pr - delta, ref_chosen, ref_rejected, loss_type="bco_pair",
+                                            **{**options, "f_divergence": "reverse_kl", "reference_free": False})
+            total = total + weights[types.index("bco_pair")] * losses
+        for variant in PREFOPT_LOSS_TYPES:
+            if variant in types:
+                losses, _, _ = prefopt.tdpo_loss(pc, pr, ref_chosen, ref_rejected, kl[0], kl[1], variant=variant,
+                                                 beta=self.beta, alpha=_extra(self.args, "tdpo_alpha"))
+                total = total + weights[types.index(variant)] * losses
+        if rewards is None:
+            with torch.no_grad():
+                zero = torch.zeros_like(pc)
+                rewards = (self.beta * (pc - (zero if self.reference_free else ref_chosen)).detach(),
+                           self.beta * (pr - (zero if self.reference_free else ref_rejected)).detach())
+        if self.args.rpo_alpha is not None:
+            total = total + self.args.rpo_alpha * nll
+        if policy_weights is not None:
+            total = total * policy_weights
+        return total, rewards[0], rewards[1]
+
+    def get_batch_loss_metrics(self, model, batch, train_eval: Literal["train", "eval"] = "train"):
+        """The batch's mean loss and its metrics: TRL's names (``rewards/*``, ``logps/*``, ``logits/*``,
+        ``nll_loss``, ``aux_loss``) with the ``eval_`` prefix in evaluation, plus ``kl/chosen`` and ``kl/rejected``
+        (TDPO's summed token KL) when a TDPO loss type is used."""
+        tdpo = any(t in PREFOPT_LOSS_TYPES for t in self.loss_type)
+        policy_rows = self._rows(model, batch)
+        out = self._score(policy_rows, is_ref_model=False)
+        kl = None
+        if tdpo:
+            ref_rows = self._reference_rows(batch)
+            with torch.no_grad():
+                ref_out = self._score(ref_rows, is_ref_model=True)
+            ref_chosen, ref_rejected = ref_out["chosen_logps"], ref_out["rejected_logps"]
+            token_kl = ff.token_kl(policy_rows, ref_rows, chunk_bytes=_extra(self.args, "prefopt_chunk_bytes"))
+            seq_kl = policy_rows.per_sequence_sum(token_kl)
+            kl = (seq_kl[: policy_rows.num_examples], seq_kl[policy_rows.num_examples:])
+        elif "ref_chosen_logps" in batch and "ref_rejected_logps" in batch:
+            ref_chosen, ref_rejected = batch["ref_chosen_logps"], batch["ref_rejected_logps"]
+        else:
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(batch)
+        losses, chosen_rewards, rejected_rewards = self._losses(out, ref_chosen, ref_rejected, kl)
+        if self.aux_loss_enabled:
+            losses = losses + self.aux_loss_coef * out["aux_loss"]
+
+        prefix = "eval_" if train_eval == "eval" else ""
+        gather = self.accelerator.gather_for_metrics
+
+        def mean(value):
+            return gather(value.detach()).float().mean().item()
+
+        metrics = {
+            f"{prefix}rewards/chosen": mean(chosen_rewards),
+            f"{prefix}rewards/rejected": mean(rejected_rewards),
+            f"{prefix}rewards/accuracies": mean((chosen_rewards > rejected_rewards).float()),
+            f"{prefix}rewards/margins": mean(chosen_rewards - rejected_rewards),
+            f"{prefix}logps/chosen": mean(out["chosen_logps"]),
+            f"{prefix}logps/rejected": mean(out["rejected_logps"]),
+            f"{prefix}logits/chosen": mean(out["mean_chosen_logits"]),
+            f"{prefix}logits/rejected": mean(out["mean_rejected_logits"]),
+        }
+        if "nll_loss" in out:
+            metrics[f"{prefix}nll_loss"] = mean(out["nll_loss"])
+        if self.aux_loss_enabled:
+            metrics[f"{prefix}aux_loss"] = mean(out["aux_loss"])
+        if kl is not None:
+            metrics[f"{prefix}kl/chosen"] = mean(kl[0])
+            metrics[f"{prefix}kl/rejected"] = mean(kl[1])
+        return losses.mean(), metrics
