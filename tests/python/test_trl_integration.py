@@ -239,7 +239,8 @@ def test_ld_alpha_is_the_papers_length_desensitisation(tmp_path):
 @pytest.mark.parametrize("variant", ["tdpo1", "tdpo2"])
 def test_tdpo_equals_prefopts_loss_on_float64_scores_and_trains(variant, tmp_path):
     (_, _), (pp, pr) = fx.copies()
-    ours = fx.trainer(PrefoptDPOTrainer, fx.config(PrefoptDPOConfig, tmp_path, loss_type=variant, tdpo_alpha=0.7,
+    ours = fx.trainer(PrefoptDPOTrainer, fx.config(PrefoptDPOConfig, tmp_path, loss_type=variant,
+                                                   prefopt_loss_options={variant: {"alpha": 0.7}},
                                                    beta=0.2, prefopt_chunk_bytes=512), pp, pr)
     batch = fx.first_batch(ours)
     loss, metrics = ours.get_batch_loss_metrics(ours.model, batch)
@@ -289,8 +290,8 @@ def test_tdpo_kl_gradient_matches_autograd_through_full_logits(tmp_path):
 
 
 def test_unknown_loss_type_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="'pro' is not a loss type of prefopt.trl"):
-        fx.config(PrefoptDPOConfig, tmp_path, loss_type="pro")
+    with pytest.raises(ValueError, match="'simpo' is not a loss type of prefopt.trl"):
+        fx.config(PrefoptDPOConfig, tmp_path, loss_type="simpo")
 
 
 def test_exo_pair_without_label_smoothing_says_what_trl_does(tmp_path):

@@ -77,3 +77,19 @@ def copies(seed: int = 0):
 def first_batch(t):
     """The first training batch of trainer t, as TRL collates it."""
     return next(iter(t.get_train_dataloader()))
+
+
+def ranked_dataset(n: int = 6, seed: int = 0, ranks: bool = False) -> datasets.Dataset:
+    """Ranked rows: a prompt, 2-4 responses of 1-6 words, and a score per response (or a rank, 0 best), ties
+    included."""
+    rng = random.Random(seed)
+    rows = {"prompt": [], "responses": [], "ranks" if ranks else "scores": []}
+    for _ in range(n):
+        k = rng.randint(2, 4)
+        rows["prompt"].append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5))))
+        rows["responses"].append([" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6))) for _ in range(k)])
+        labels = [float(rng.randint(0, 3)) for _ in range(k)]
+        rows["ranks" if ranks else "scores"].append([float(r) for r in range(k)] if ranks else labels)
+        if ranks:
+            rng.shuffle(rows["ranks"][-1])
+    return datasets.Dataset.from_dict(rows)

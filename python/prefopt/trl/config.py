@@ -13,8 +13,56 @@ TRL_LOSS_TYPES = (
 )
 """TRL 0.28's DPO loss types; each is computed by :func:`prefopt.dpo_loss`."""
 
-PREFOPT_LOSS_TYPES = ("tdpo1", "tdpo2")
-"""Loss types prefopt adds to TRL's DPOTrainer (TDPO, Zeng et al. 2024; :func:`prefopt.tdpo_loss`)."""
+PAIRWISE_LOSS_TYPES = ("tdpo1", "tdpo2")
+"""Pairwise loss types prefopt adds to TRL's DPOTrainer (TDPO, Zeng et al. 2024; :func:`prefopt.tdpo_loss`)."""
+
+RANKED_LOSS_TYPES = ("plackett_luce", "all_pairs", "lipo_lambda", "irpo", "pro", "ranklist")
+"""Listwise loss types, trained on ranked datasets (``prompt``, ``responses``, ``scores`` or ``ranks``)."""
+
+PREFOPT_LOSS_TYPES = PAIRWISE_LOSS_TYPES + RANKED_LOSS_TYPES
+"""Every loss type prefopt adds to TRL's DPOTrainer."""
+
+# The operator computing each added loss type: its schema declares the options (names, types, defaults).
+OPERATORS = {"tdpo1": "tdpo_loss", "tdpo2": "tdpo_loss", **{t: f"{t}_loss" for t in RANKED_LOSS_TYPES}}
+# Options the trainer sets itself: beta is DPOConfig's, the TDPO variant is the loss type's name.
+_SET_BY_THE_TRAINER = {"beta", "variant"}
+
+
+def operator_options(loss_type: str) -> dict:
+    """The keyword options of the operator behind ``loss_type`` with their defaults, read from its schema (declared
+    once, in C++), less those the trainer sets (``beta``, TDPO's ``variant``)."""
+    import torch
+
+    import prefopt  # noqa: F401  (loads the operators)
+
+    schema = getattr(torch.ops.prefopt, OPERATORS[loss_type]).default._schema
+    return {a.name: a.default_value for a in schema.arguments
+            if a.kwarg_only and a.has_default_value() and a.name not in _SET_BY_THE_TRAINER}
+
+
+def _check_loss_options(options, types) -> None:
+    if not isinstance(options, dict):
+        raise ValueError(f"prefopt_loss_options must be a dict {{loss_type: {{option: value}}}}, got {options!r}")
+    for loss_type, given in options.items():
+        if loss_type not in types or loss_type not in PREFOPT_LOSS_TYPES:
+            raise ValueError(f"prefopt_loss_options: {loss_type!r} is not one of the prefopt loss types in loss_type "
+                             f"({[t for t in types if t in PREFOPT_LOSS_TYPES]})")
+        if not isinstance(given, dict):
+            raise ValueError(f"prefopt_loss_options[{loss_type!r}] must be a dict of options, got {given!r}")
+        declared = operator_options(loss_type)
+        for name, value in given.items():
+            if name == "beta":
+                raise ValueError(f"prefopt_loss_options[{loss_type!r}]: set beta with the config's beta")
+            if name not in declared:
+                raise ValueError(f"prefopt_loss_options[{loss_type!r}]: unknown option {name!r}; "
+                                 f"{OPERATORS[loss_type]} takes {sorted(declared)}")
+            want = type(declared[name])
+            ok = isinstance(value, want) and not (want is not bool and isinstance(value, bool))
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            if not ok:
+                raise ValueError(f"prefopt_loss_options[{loss_type!r}][{name!r}] must be {want.__name__}, "
+                                 f"got {value!r}")
 
 
 def _loss_type_list(loss_type):
@@ -26,11 +74,15 @@ class PrefoptDPOConfig(DPOConfig):
     """TRL's ``DPOConfig`` with prefopt's extra options; every TRL option keeps its meaning and default.
 
     ``loss_type`` also accepts ``"tdpo1"`` and ``"tdpo2"`` (alone or in a list with TRL's types and
-    ``loss_weights``). TDPO needs the reference model's token distributions, so it cannot be combined with
-    ``precompute_ref_log_probs``.
+    ``loss_weights``; they need the reference model's token distributions, so not with
+    ``precompute_ref_log_probs``), and, alone, a listwise loss type of :data:`RANKED_LOSS_TYPES`, which trains on
+    a ranked dataset (rows ``{"prompt", "responses": [...], "scores": [...]}`` or ``"ranks"``, lower is better).
 
     Args:
-        tdpo_alpha: TDPO2's weight of the sequential KL difference (the paper's alpha), >= 0; TDPO1 ignores it.
+        prefopt_loss_options: options of the added loss types, ``{loss_type: {option: value}}``; the names, types
+            and defaults are the operators' (``torch.ops.prefopt.<name>_loss``, docs/losses.md), e.g.
+            ``{"tdpo2": {"alpha": 0.5}}`` or ``{"lipo_lambda": {"lambda_weighting": False}}``. ``beta`` is the
+            config's own for every loss.
         prefopt_chunk_bytes: the memory budget, in bytes, of the one chunk of logits alive at a time while
             scoring (forward and backward) and while computing TDPO's token KL; > 0.
 
@@ -38,10 +90,13 @@ class PrefoptDPOConfig(DPOConfig):
 
         >>> from prefopt.trl import PrefoptDPOConfig
         >>> args = PrefoptDPOConfig(output_dir="out", loss_type=["sigmoid", "tdpo2"], loss_weights=[1.0, 0.5],
-        ...                         tdpo_alpha=0.5, report_to=[])
+        ...                         prefopt_loss_options={"tdpo2": {"alpha": 0.5}}, report_to=[])
     """
 
-    tdpo_alpha: float = field(default=0.5, metadata={"help": "TDPO2's KL weight alpha (>= 0)."})
+    prefopt_loss_options: dict = field(
+        default_factory=dict,
+        metadata={"help": "Options of prefopt's added loss types: {loss_type: {option: value}} (the operators' names)."},
+    )
     prefopt_chunk_bytes: int = field(
         default=128 << 20,
         metadata={"help": "Bytes of logits alive at a time in prefopt's fused scoring and TDPO's KL (> 0)."},
@@ -55,16 +110,26 @@ class PrefoptDPOConfig(DPOConfig):
                 raise ValueError(
                     f"loss_type: {name!r} is not a loss type of prefopt.trl; supported: {', '.join(known[:-1])}"
                 )
+        ranked = [t for t in types if t in RANKED_LOSS_TYPES]
+        if ranked:
+            if len(types) != 1:
+                raise ValueError(f"loss_type: the listwise loss type {ranked[0]!r} trains on ranked data and cannot "
+                                 f"be combined with others, got {types}")
+            for name, value in (("precompute_ref_log_probs", self.precompute_ref_log_probs),
+                                ("rpo_alpha", self.rpo_alpha), ("ld_alpha", self.ld_alpha),
+                                ("use_weighting", self.use_weighting or None), ("padding_free", self.padding_free or None)):
+                if value not in (None, False):
+                    raise ValueError(f"{name} applies to pairs; it is not available with the listwise loss type "
+                                     f"{ranked[0]!r}")
+        _check_loss_options(self.prefopt_loss_options, types)
         if "exo_pair" in types and not 0.0 < self.label_smoothing < 1.0:
             raise ValueError(
                 f"loss_type 'exo_pair' needs label_smoothing in (0, 1), got {self.label_smoothing}; TRL 0.28 silently "
                 "uses 1e-3 for 0: set label_smoothing=1e-3 for its numbers"
             )
-        if not (self.tdpo_alpha >= 0.0 and self.tdpo_alpha < float("inf")):
-            raise ValueError(f"tdpo_alpha must be finite and >= 0, got {self.tdpo_alpha}")
         if not isinstance(self.prefopt_chunk_bytes, int) or self.prefopt_chunk_bytes <= 0:
             raise ValueError(f"prefopt_chunk_bytes must be an int > 0, got {self.prefopt_chunk_bytes!r}")
-        if any(t in PREFOPT_LOSS_TYPES for t in types) and self.precompute_ref_log_probs:
+        if any(t in PAIRWISE_LOSS_TYPES for t in types) and self.precompute_ref_log_probs:
             raise ValueError(
                 "loss_type tdpo1/tdpo2 needs the reference model's token distributions at every step; "
                 "precompute_ref_log_probs=True keeps only its sequence log-probs: set it to False"

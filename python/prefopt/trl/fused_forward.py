@@ -100,16 +100,14 @@ def accepts_logits_to_keep(unwrapped: nn.Module) -> bool:
         return False
 
 
-def concatenated_layout(batch, *, pad_token_id: int, max_length, truncation_mode: str, concatenated_inputs):
-    """TRL 0.28's layout of a DPO batch: ``(input_ids, attention_mask, loss_mask)``, each ``[2B, T]``, chosen
-    first, prompt and completion concatenated, flushed left and truncated to ``max_length`` as TRL does."""
-    for key in _UNSUPPORTED_KEYS:
-        if key in batch or f"prompt_{key}" in batch:
-            raise ValueError(f"prefopt.trl scores text-only batches; this batch has {key!r}")
-    cat = concatenated_inputs(batch, padding_value=pad_token_id)
-    input_ids = torch.cat((cat["prompt_input_ids"], cat["completion_input_ids"]), dim=1)
-    attention_mask = torch.cat((cat["prompt_attention_mask"], cat["completion_attention_mask"]), dim=1)
-    loss_mask = torch.cat((torch.zeros_like(cat["prompt_attention_mask"]), cat["completion_attention_mask"]), dim=1)
+def prompt_completion_layout(prompt_ids, prompt_mask, completion_ids, completion_mask, *, max_length,
+                             truncation_mode: str):
+    """TRL 0.28's layout of prompt (left-padded) + completion (right-padded) sequences: ``(input_ids,
+    attention_mask, loss_mask)``, each ``[N, T]``, concatenated, flushed left and truncated to ``max_length`` as
+    TRL's ``concatenated_forward`` does."""
+    input_ids = torch.cat((prompt_ids, completion_ids), dim=1)
+    attention_mask = torch.cat((prompt_mask, completion_mask), dim=1)
+    loss_mask = torch.cat((torch.zeros_like(prompt_mask), completion_mask), dim=1)
     if max_length is not None and max_length < attention_mask.size(1):
         if truncation_mode == "keep_start":
             attention_mask, input_ids, loss_mask = flush_left(attention_mask, input_ids, loss_mask)
@@ -123,6 +121,27 @@ def concatenated_layout(batch, *, pad_token_id: int, max_length, truncation_mode
     else:
         attention_mask, input_ids, loss_mask = flush_left(attention_mask, input_ids, loss_mask)
     return input_ids, attention_mask, loss_mask.bool()
+
+
+def concatenated_layout(batch, *, pad_token_id: int, max_length, truncation_mode: str, concatenated_inputs):
+    """A DPO batch laid out as TRL 0.28 does: ``[2B, T]`` tensors, chosen first (see prompt_completion_layout)."""
+    for key in _UNSUPPORTED_KEYS:
+        if key in batch or f"prompt_{key}" in batch:
+            raise ValueError(f"prefopt.trl scores text-only batches; this batch has {key!r}")
+    cat = concatenated_inputs(batch, padding_value=pad_token_id)
+    return prompt_completion_layout(cat["prompt_input_ids"], cat["prompt_attention_mask"], cat["completion_input_ids"],
+                                    cat["completion_attention_mask"], max_length=max_length,
+                                    truncation_mode=truncation_mode)
+
+
+def ranked_layout(batch, *, max_length, truncation_mode: str):
+    """A ranked batch's valid responses as sequences (row-major over ``[B, K]``), laid out as TRL lays out a pair:
+    ``(input_ids, attention_mask, loss_mask)``, each ``[M, T]`` with M the number of valid responses."""
+    valid = batch["response_mask"]
+    rows = valid.nonzero(as_tuple=True)[0]
+    return prompt_completion_layout(batch["prompt_input_ids"][rows], batch["prompt_attention_mask"][rows],
+                                    batch["responses_input_ids"][valid], batch["responses_attention_mask"][valid],
+                                    max_length=max_length, truncation_mode=truncation_mode)
 
 
 def forward_rows(model: nn.Module, unwrapped: nn.Module, input_ids, attention_mask, loss_mask, *, num_examples: int,

@@ -9,6 +9,7 @@ stay TRL's. It never re-derives a loss formula: each number comes from prefopt's
 
 from __future__ import annotations
 
+import inspect
 from typing import Dict, Literal, Tuple
 
 import torch
@@ -17,7 +18,9 @@ from trl import DPOConfig, DPOTrainer
 import prefopt
 
 from . import fused_forward as ff
-from .config import PREFOPT_LOSS_TYPES, TRL_LOSS_TYPES, PrefoptDPOConfig, _loss_type_list
+from . import ranked as rk
+from .config import (PAIRWISE_LOSS_TYPES, PREFOPT_LOSS_TYPES, RANKED_LOSS_TYPES, TRL_LOSS_TYPES, PrefoptDPOConfig,
+                     _loss_type_list, operator_options)
 
 _DEFAULT_EXTRAS = PrefoptDPOConfig.__dataclass_fields__
 
@@ -47,7 +50,9 @@ class PrefoptDPOTrainer(DPOTrainer):
     """
 
     def __init__(self, *args, **kwargs):
-        given = kwargs.get("args", args[2] if len(args) > 2 else None)
+        bound = inspect.signature(DPOTrainer.__init__).bind(self, *args, **kwargs)
+        given = bound.arguments.get("args")
+        self._ranked = False
         if given is not None:
             if not isinstance(given, DPOConfig):
                 raise TypeError(f"args must be a DPOConfig or PrefoptDPOConfig, got {type(given).__name__}")
@@ -56,7 +61,12 @@ class PrefoptDPOTrainer(DPOTrainer):
                     raise ValueError(f"loss_type: {name!r} is not supported by prefopt.trl")
             if given.use_liger_kernel:
                 raise ValueError("use_liger_kernel=True and PrefoptDPOTrainer both replace the scoring: choose one")
-        super().__init__(*args, **kwargs)
+            self._ranked = _loss_type_list(given.loss_type)[0] in RANKED_LOSS_TYPES
+        arguments = dict(bound.arguments)
+        arguments.pop("self")
+        super().__init__(**arguments)
+        if self._ranked and arguments.get("data_collator") is None:
+            self.data_collator = rk.RankedCollator(self.pad_token_id)  # TRL's pad token choice, ranked layout
         config = self.args
         types = list(self.loss_type)
         if self.is_encoder_decoder:
@@ -66,11 +76,98 @@ class PrefoptDPOTrainer(DPOTrainer):
                 "PrefoptDPOTrainer reads lm_head.weight outside the model's forward, which FSDP and DeepSpeed "
                 "ZeRO-3 shard there; use DDP or ZeRO-1/2"
             )
-        if any(t in PREFOPT_LOSS_TYPES for t in types) and self.precompute_ref_log_probs:
+        if any(t in PAIRWISE_LOSS_TYPES for t in types) and self.precompute_ref_log_probs:
             raise ValueError("loss_type tdpo1/tdpo2 cannot be combined with precompute_ref_log_probs=True")
+        if self._ranked and self.precompute_ref_log_probs:
+            raise ValueError(f"precompute_ref_log_probs=True is not available with the listwise loss type {types[0]!r}")
         ff.lm_head_weight(self.accelerator.unwrap_model(self.model))  # refuse unsupported heads before training
         self._prefopt_head_checked = set()
         self._prefopt_alpha = 1.0 - float(config.f_alpha_divergence_coef)
+
+    def _operator_options(self, loss_type: str) -> dict:
+        """The options of an added loss type's operator: its declared defaults, then the config's."""
+        options = operator_options(loss_type)
+        options.update(_extra(self.args, "prefopt_loss_options").get(loss_type, {}))
+        return options
+
+    # -------------------------------------------------------------------------------------------------------------
+    # Ranked data (listwise loss types)
+    # -------------------------------------------------------------------------------------------------------------
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if not getattr(self, "_ranked", False):
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        first = next(iter(dataset))
+        missing = [k for k in ("prompt", "responses") if k not in first]
+        if missing:
+            raise ValueError(f"{dataset_name} dataset: the listwise loss type {args.loss_type!r} needs ranked rows "
+                             f"(prompt, responses, scores or ranks); missing {missing}, columns {sorted(first)}")
+        kwargs = dict(processing_class=processing_class, tokenize_row=self.tokenize_row,
+                      max_prompt_length=args.max_prompt_length, max_completion_length=args.max_completion_length,
+                      tools=args.tools)
+        return dataset.map(lambda row, i: rk.tokenize_ranked_row(row, index=i, **kwargs), with_indices=True,
+                           remove_columns=[c for c in dataset.column_names if c != "prompt"] + ["prompt"])
+
+    def _set_signature_columns_if_needed(self):
+        if getattr(self, "_ranked", False) and self._signature_columns is None:
+            self._signature_columns = ["prompt_input_ids", "responses_input_ids", "response_labels", "label_type"]
+        super()._set_signature_columns_if_needed()
+
+    def _ranked_scores(self, model, batch):
+        """``(logps, lengths)``, each ``[B, K]`` (0 at masked responses), of one model on a ranked batch."""
+        input_ids, attention_mask, loss_mask = ff.ranked_layout(batch, max_length=self.max_length,
+                                                                truncation_mode=self.truncation_mode)
+        unwrapped = self.accelerator.unwrap_model(model)
+        key = id(unwrapped)
+        rows = ff.forward_rows(model, unwrapped, input_ids, attention_mask, loss_mask,
+                               num_examples=input_ids.size(0), padding_free=False, aux_loss=False,
+                               check_head=key not in self._prefopt_head_checked)
+        self._prefopt_head_checked.add(key)
+        logps, _ = ff.token_logps(rows, chunk_bytes=_extra(self.args, "prefopt_chunk_bytes"))
+        sums = rows.per_sequence_sum(logps)
+        valid = batch["response_mask"]
+        scores = sums.new_zeros(valid.shape).masked_scatter(valid, sums)
+        lengths = torch.zeros(valid.shape, dtype=sums.dtype, device=sums.device)
+        lengths = lengths.masked_scatter(valid, rows.counts().to(sums.dtype))
+        return scores, lengths
+
+    def _ranked_loss_metrics(self, model, batch, train_eval):
+        loss_type = self.loss_type[0]
+        options = self._operator_options(loss_type)
+        options["label_type"] = batch["label_type"]
+        policy, lengths = self._ranked_scores(model, batch)
+        mask, labels = batch["response_mask"], batch["response_labels"].to(policy.dtype)
+        ref = None
+        if loss_type != "pro" and not options.get("reference_free", False):
+            with torch.no_grad():
+                if self.ref_model is None:
+                    with self.null_ref_context():
+                        ref, _ = self._ranked_scores(self.model, batch)
+                else:
+                    ref, _ = self._ranked_scores(self.ref_model, batch)
+        beta = {} if loss_type == "pro" else {"beta": self.beta}
+        if loss_type == "pro":
+            out = prefopt.pro_loss(policy, lengths, labels, mask, **options)
+        elif loss_type == "irpo":
+            out = prefopt.irpo_loss(policy, ref, labels, mask, lengths, **beta, **options)
+        else:
+            out = getattr(prefopt, f"{loss_type}_loss")(policy, ref, labels, mask, **beta, **options)
+        grades = labels if batch["label_type"] == "grades" else -labels
+        prefix = "eval_" if train_eval == "eval" else ""
+        gather = self.accelerator.gather_for_metrics
+
+        def mean(value):
+            return gather(value.detach().reshape(-1)).float().nanmean().item()
+
+        valid = mask.to(policy.dtype)
+        metrics = {
+            f"{prefix}ranking/accuracy": mean(prefopt.ranking_accuracy(out.rewards, grades, mask)),
+            f"{prefix}ranking/kendall_tau": mean(prefopt.kendall_tau(out.rewards, grades, mask)),
+            f"{prefix}ranking/ndcg": mean(prefopt.ndcg(out.rewards, grades, mask)),
+            f"{prefix}logps/mean": mean((policy * valid).sum(1) / valid.sum(1)),
+            f"{prefix}rewards/mean": mean((out.rewards * valid).sum(1) / valid.sum(1)),
+        }
+        return out.losses.mean(), metrics
 
     def _deepspeed_stage(self) -> int:
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
@@ -183,10 +280,10 @@ class PrefoptDPOTrainer(DPOTrainer):
             losses, _, _ = prefopt.dpo_loss(pc - delta, pr - delta, ref_chosen, ref_rejected, loss_type="bco_pair",
                                             **{**options, "f_divergence": "reverse_kl", "reference_free": False})
             total = total + weights[types.index("bco_pair")] * losses
-        for variant in PREFOPT_LOSS_TYPES:
+        for variant in PAIRWISE_LOSS_TYPES:
             if variant in types:
                 losses, _, _ = prefopt.tdpo_loss(pc, pr, ref_chosen, ref_rejected, kl[0], kl[1], variant=variant,
-                                                 beta=self.beta, alpha=_extra(self.args, "tdpo_alpha"))
+                                                 beta=self.beta, **self._operator_options(variant))
                 total = total + weights[types.index(variant)] * losses
         if rewards is None:
             with torch.no_grad():
@@ -203,7 +300,9 @@ class PrefoptDPOTrainer(DPOTrainer):
         """The batch's mean loss and its metrics: TRL's names (``rewards/*``, ``logps/*``, ``logits/*``,
         ``nll_loss``, ``aux_loss``) with the ``eval_`` prefix in evaluation, plus ``kl/chosen`` and ``kl/rejected``
         (TDPO's summed token KL) when a TDPO loss type is used."""
-        tdpo = any(t in PREFOPT_LOSS_TYPES for t in self.loss_type)
+        if self._ranked:
+            return self._ranked_loss_metrics(model, batch, train_eval)
+        tdpo = any(t in PAIRWISE_LOSS_TYPES for t in self.loss_type)
         policy_rows = self._rows(model, batch)
         out = self._score(policy_rows, is_ref_model=False)
         kl = None

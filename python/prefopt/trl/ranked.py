@@ -1,0 +1,87 @@
+"""Ranked preference data for prefopt's TRL trainer: rows ``{"prompt", "responses": [...], "scores": [...]}`` (or
+``"ranks"``), tokenized with TRL's own chat-template and tokenization functions (one response at a time, as TRL
+tokenizes a chosen/rejected pair), and collated into ``[B, K, T]`` batches. It never runs a model and never
+computes a score or a loss."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List
+
+import torch
+from trl.data_utils import is_conversational, maybe_apply_chat_template
+
+LABEL_KEYS = ("scores", "ranks")
+
+
+def label_type_of(row: Dict[str, Any], where: str) -> str:
+    """``"grades"`` for a row with ``scores``, ``"ranks"`` for one with ``ranks``; ValueError otherwise."""
+    present = [k for k in LABEL_KEYS if row.get(k) is not None]
+    if len(present) != 1:
+        raise ValueError(f"{where}: a ranked row needs exactly one of 'scores' and 'ranks', got {present or 'neither'}")
+    return "grades" if present[0] == "scores" else "ranks"
+
+
+def tokenize_ranked_row(row: Dict[str, Any], *, processing_class, tokenize_row, max_prompt_length,
+                        max_completion_length, tools=None, index: int = -1) -> Dict[str, Any]:
+    """One ranked row as ``prompt_input_ids``, ``responses_input_ids`` (one list per response) and ``response_labels``.
+    Each response goes through TRL's ``maybe_apply_chat_template`` and ``DPOTrainer.tokenize_row`` as the chosen
+    completion of a pair, so EOS, chat templates and truncation follow TRL."""
+    where = f"row {index}" if index >= 0 else "ranked row"
+    responses, label_type = row.get("responses"), label_type_of(row, where)
+    labels = row["scores" if label_type == "grades" else "ranks"]
+    if not isinstance(responses, list) or not responses:
+        raise ValueError(f"{where}: 'responses' must be a non-empty list, got {type(responses).__name__}")
+    if not isinstance(labels, list) or len(labels) != len(responses):
+        raise ValueError(f"{where}: needs one label per response ({len(responses)}), got {labels!r}")
+    for k, value in enumerate(labels):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where}: label {k} must be a finite number, got {value!r}")
+    prompt_ids, response_ids = None, []
+    for response in responses:
+        pair = {"prompt": row["prompt"], "chosen": response, "rejected": response}
+        is_chat = is_conversational(pair)
+        text = maybe_apply_chat_template(pair, processing_class, tools=tools)
+        ids = tokenize_row(text, processing_class, max_prompt_length=max_prompt_length,
+                           max_completion_length=max_completion_length, add_special_tokens=False, is_chat=is_chat)
+        prompt_ids = ids["prompt_input_ids"]
+        response_ids.append(ids["chosen_input_ids"])
+    return {"prompt_input_ids": prompt_ids, "responses_input_ids": response_ids,
+            "response_labels": [float(v) for v in labels], "label_type": label_type}
+
+
+class RankedCollator:
+    """Pads ranked examples: prompts on the left ``[B, Tp]``, responses on the right ``[B, K, Tr]``, with
+    ``response_mask`` ``[B, K]`` marking the responses of lists shorter than K, and ``response_labels`` ``[B, K]`` float32
+    (0 at masked entries, which the losses never read)."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = int(pad_token_id)
+
+    def __call__(self, examples: List[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
+        types = {e["label_type"] for e in examples}
+        if len(types) != 1:
+            raise ValueError("a batch mixes rows with 'scores' and rows with 'ranks'; use one label kind per dataset")
+        b = len(examples)
+        k = max(len(e["responses_input_ids"]) for e in examples)
+        tp = max(len(e["prompt_input_ids"]) for e in examples)
+        tr = max(max(len(r) for r in e["responses_input_ids"]) for e in examples)
+        prompt = torch.full((b, tp), self.pad_token_id, dtype=torch.long)
+        prompt_mask = torch.zeros((b, tp), dtype=torch.long)
+        responses = torch.full((b, k, tr), self.pad_token_id, dtype=torch.long)
+        responses_mask = torch.zeros((b, k, tr), dtype=torch.long)
+        response_mask = torch.zeros((b, k), dtype=torch.bool)
+        labels = torch.zeros((b, k), dtype=torch.float32)
+        for i, e in enumerate(examples):
+            p = e["prompt_input_ids"]
+            if p:
+                prompt[i, tp - len(p):] = torch.tensor(p)
+                prompt_mask[i, tp - len(p):] = 1
+            for j, r in enumerate(e["responses_input_ids"]):
+                responses[i, j, :len(r)] = torch.tensor(r, dtype=torch.long)
+                responses_mask[i, j, :len(r)] = 1
+                response_mask[i, j] = True
+                labels[i, j] = e["response_labels"][j]
+        return {"prompt_input_ids": prompt, "prompt_attention_mask": prompt_mask, "responses_input_ids": responses,
+                "responses_attention_mask": responses_mask, "response_mask": response_mask, "response_labels": labels,
+                "label_type": next(iter(types))}

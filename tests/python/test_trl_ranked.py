@@ -1,0 +1,117 @@
+"""prefopt.trl's listwise loss types on ranked datasets: for each, the trainer's loss equals prefopt's own loss API
+on float64 scores computed here from each (prompt, response) alone, the loss options come from the config, a few
+training steps run, and bad data or settings are refused naming the row, option or setting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("trl", reason="trl is not installed (requirements.txt pins it)")
+
+import prefopt  # noqa: E402
+from prefopt.trl import PrefoptDPOConfig, PrefoptDPOTrainer  # noqa: E402
+from prefopt.trl.config import RANKED_LOSS_TYPES, operator_options  # noqa: E402
+
+import trl_integration_fixtures as fx  # noqa: E402
+
+
+def _trainer(tmp_path, loss_type, ranks=False, **options):
+    policy, ref = fx.model(0), fx.model(100)
+    args = fx.config(PrefoptDPOConfig, tmp_path, loss_type=loss_type, **options)
+    return PrefoptDPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=fx.ranked_dataset(ranks=ranks),
+                             processing_class=fx.tokenizer())
+
+
+def _float64_scores(model, batch):
+    """``(logps, lengths)`` ``[B, K]``: each valid response's summed log-prob given its prompt, from the model run
+    on that one sequence alone (no padding), in float64."""
+    b, k = batch["response_mask"].shape
+    logps = torch.zeros(b, k, dtype=torch.float64)
+    lengths = torch.zeros(b, k, dtype=torch.float64)
+    with torch.no_grad():
+        for i in range(b):
+            prompt = batch["prompt_input_ids"][i][batch["prompt_attention_mask"][i].bool()]
+            for j in range(k):
+                if not batch["response_mask"][i, j]:
+                    continue
+                response = batch["responses_input_ids"][i, j][batch["responses_attention_mask"][i, j].bool()]
+                ids = torch.cat((prompt, response)).unsqueeze(0)
+                logp = torch.log_softmax(model(ids).logits.double()[0, :-1], -1)
+                token = logp.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
+                logps[i, j] = token[prompt.numel() - 1:].sum()
+                lengths[i, j] = response.numel()
+    return logps, lengths
+
+
+def _reference_loss(trainer, batch, loss_type, options):
+    policy, lengths = _float64_scores(trainer.model, batch)
+    ref, _ = _float64_scores(trainer.ref_model, batch)
+    labels, mask = batch["response_labels"].double(), batch["response_mask"]
+    opts = dict(options, label_type=batch["label_type"])
+    if loss_type == "pro":
+        return prefopt.pro_loss(policy, lengths, labels, mask, **opts).losses.mean()
+    opts["beta"] = trainer.beta
+    if loss_type == "irpo":
+        return prefopt.irpo_loss(policy, ref, labels, mask, lengths, **opts).losses.mean()
+    return getattr(prefopt, f"{loss_type}_loss")(policy, ref, labels, mask, **opts).losses.mean()
+
+
+@pytest.mark.parametrize("loss_type", RANKED_LOSS_TYPES)
+def test_loss_equals_prefopts_loss_on_float64_scores_and_trains(loss_type, tmp_path):
+    trainer = _trainer(tmp_path, loss_type)
+    batch = fx.first_batch(trainer)
+    assert batch["response_mask"].sum(1).min() < batch["response_mask"].shape[1], "no short list: a vacuous mask"
+    loss, metrics = trainer.get_batch_loss_metrics(trainer.model, batch)
+    want = _reference_loss(trainer, batch, loss_type, {})
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5, abs=1e-6)
+    assert {"ranking/accuracy", "ranking/kendall_tau", "ranking/ndcg", "logps/mean", "rewards/mean"} <= set(metrics)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.args.max_steps = 3
+    result = trainer.train()
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, trainer.model.parameters()))
+
+
+def test_ranks_and_options_from_the_config(tmp_path):
+    options = {"lambda_weighting": False}
+    trainer = _trainer(tmp_path, "lipo_lambda", ranks=True, prefopt_loss_options={"lipo_lambda": options}, beta=0.3)
+    batch = fx.first_batch(trainer)
+    assert batch["label_type"] == "ranks"
+    loss, _ = trainer.get_batch_loss_metrics(trainer.model, batch)
+    want = _reference_loss(trainer, batch, "lipo_lambda", options)
+    other = _reference_loss(trainer, batch, "lipo_lambda", {})
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert want.item() != pytest.approx(other.item(), rel=1e-3), "the option made no difference: a vacuous case"
+
+
+def test_options_are_the_operators_declarations():
+    declared = operator_options("ranklist")
+    assert declared["form"] == "exact" and "beta" not in declared
+    schema = torch.ops.prefopt.ranklist_loss.default._schema
+    assert {a.name for a in schema.arguments if a.kwarg_only} - {"beta"} == set(declared)
+
+
+def test_refusals(tmp_path):
+    with pytest.raises(ValueError, match="cannot be combined with others"):
+        fx.config(PrefoptDPOConfig, tmp_path, loss_type=["lipo_lambda", "sigmoid"])
+    with pytest.raises(ValueError, match=r"unknown option 'lambda'; lipo_lambda_loss takes"):
+        fx.config(PrefoptDPOConfig, tmp_path, loss_type="lipo_lambda", prefopt_loss_options={"lipo_lambda": {"lambda": 1}})
+    with pytest.raises(ValueError, match=r"\['lambda_weighting'\] must be bool, got 'no'"):
+        fx.config(PrefoptDPOConfig, tmp_path, loss_type="lipo_lambda",
+                  prefopt_loss_options={"lipo_lambda": {"lambda_weighting": "no"}})
+    with pytest.raises(ValueError, match="set beta with the config's beta"):
+        fx.config(PrefoptDPOConfig, tmp_path, loss_type="pro", prefopt_loss_options={"pro": {"beta": 1.0}})
+    with pytest.raises(ValueError, match="precompute_ref_log_probs applies to pairs"):
+        fx.config(PrefoptDPOConfig, tmp_path, loss_type="plackett_luce", precompute_ref_log_probs=True)
+    with pytest.raises(ValueError, match=r"missing \['responses'\]"):
+        PrefoptDPOTrainer(model=fx.model(0), ref_model=fx.model(1),
+                          args=fx.config(PrefoptDPOConfig, tmp_path, loss_type="plackett_luce"),
+                          train_dataset=fx.dataset(), processing_class=fx.tokenizer())
+    bad = fx.ranked_dataset().to_dict()
+    bad["scores"][3] = bad["scores"][3][:-1]
+    import datasets
+    with pytest.raises(ValueError, match="row 3: needs one label per response"):
+        PrefoptDPOTrainer(model=fx.model(0), ref_model=fx.model(1),
+                          args=fx.config(PrefoptDPOConfig, tmp_path, loss_type="plackett_luce"),
+                          train_dataset=datasets.Dataset.from_dict(bad), processing_class=fx.tokenizer())
