@@ -93,7 +93,7 @@ def test_options_are_the_operators_declarations():
 
 
 def test_refusals(tmp_path):
-    with pytest.raises(ValueError, match="cannot be combined with others"):
+    with pytest.raises(ValueError, match="trains on its own data format and cannot be combined with others"):
         fx.config(PrefoptDPOConfig, tmp_path, loss_type=["lipo_lambda", "sigmoid"])
     with pytest.raises(ValueError, match=r"unknown option 'lambda'; lipo_lambda_loss takes"):
         fx.config(PrefoptDPOConfig, tmp_path, loss_type="lipo_lambda", prefopt_loss_options={"lipo_lambda": {"lambda": 1}})
@@ -102,7 +102,9 @@ def test_refusals(tmp_path):
                   prefopt_loss_options={"lipo_lambda": {"lambda_weighting": "no"}})
     with pytest.raises(ValueError, match="set beta with the config's beta"):
         fx.config(PrefoptDPOConfig, tmp_path, loss_type="pro", prefopt_loss_options={"pro": {"beta": 1.0}})
-    with pytest.raises(ValueError, match="precompute_ref_log_probs applies to pairs"):
+    with pytest.raises(ValueError, match="set label_smoothing with the config's label_smoothing"):
+        fx.config(PrefoptDPOConfig, tmp_path, loss_type="dove", prefopt_loss_options={"dove": {"label_smoothing": 0.1}})
+    with pytest.raises(ValueError, match="precompute_ref_log_probs applies to TRL.s pairs"):
         fx.config(PrefoptDPOConfig, tmp_path, loss_type="plackett_luce", precompute_ref_log_probs=True)
     with pytest.raises(ValueError, match=r"missing \['responses'\]"):
         PrefoptDPOTrainer(model=fx.model(0), ref_model=fx.model(1),
@@ -115,3 +117,55 @@ def test_refusals(tmp_path):
         PrefoptDPOTrainer(model=fx.model(0), ref_model=fx.model(1),
                           args=fx.config(PrefoptDPOConfig, tmp_path, loss_type="plackett_luce"),
                           train_dataset=datasets.Dataset.from_dict(bad), processing_class=fx.tokenizer())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DOVE: pairs whose responses answer different prompts
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _joint_trainer(tmp_path, data, **options):
+    args = fx.config(PrefoptDPOConfig, tmp_path, loss_type="dove", **options)
+    return PrefoptDPOTrainer(model=fx.model(0), ref_model=fx.model(100), args=args, train_dataset=data,
+                             processing_class=fx.tokenizer())
+
+
+def _float64_joint(model, batch):
+    """``[B, 2]`` joint log-probs: every token after the first of each (prompt + response), run alone."""
+    out = torch.zeros(batch["response_mask"].shape, dtype=torch.float64)
+    with torch.no_grad():
+        for i in range(out.size(0)):
+            for j in range(2):
+                ids = batch["responses_input_ids"][i, j][batch["responses_attention_mask"][i, j].bool()].unsqueeze(0)
+                logp = torch.log_softmax(model(ids).logits.double()[0, :-1], -1)
+                out[i, j] = logp.gather(-1, ids[0, 1:].unsqueeze(-1)).sum()
+    return out
+
+
+def test_dove_equals_prefopts_joint_loss_on_float64_scores_and_trains(tmp_path):
+    trainer = _joint_trainer(tmp_path, fx.joint_dataset(), label_smoothing=0.1)
+    batch = fx.first_batch(trainer)
+    loss, metrics = trainer.get_batch_loss_metrics(trainer.model, batch)
+    p, q = _float64_joint(trainer.model, batch), _float64_joint(trainer.ref_model, batch)
+    want, chosen, _ = prefopt.joint_dpo_loss(p[:, 0], p[:, 1], q[:, 0], q[:, 1], beta=trainer.beta,
+                                             label_smoothing=0.1)
+    assert loss.item() == pytest.approx(want.mean().item(), rel=1e-5)
+    assert metrics["rewards/chosen"] == pytest.approx(chosen.mean().item(), rel=1e-4, abs=1e-6)
+    trainer.args.max_steps = 2
+    assert torch.isfinite(torch.tensor(trainer.train().training_loss))
+
+
+def test_dove_with_one_prompt_is_dpo(tmp_path):
+    """With chosen_prompt == rejected_prompt the prompt's log-probs cancel: DOVE is DPO's sigmoid loss."""
+    dove = _joint_trainer(tmp_path / "dove", fx.joint_dataset(same_prompt=True))
+    dpo = PrefoptDPOTrainer(model=fx.model(0), ref_model=fx.model(100),
+                            args=fx.config(PrefoptDPOConfig, tmp_path / "dpo", loss_type="sigmoid"),
+                            train_dataset=fx.dataset(), processing_class=fx.tokenizer())
+    loss_dove, _ = dove.get_batch_loss_metrics(dove.model, fx.first_batch(dove))
+    loss_dpo, _ = dpo.get_batch_loss_metrics(dpo.model, fx.first_batch(dpo))
+    assert loss_dove.item() == pytest.approx(loss_dpo.item(), rel=1e-4)
+
+
+def test_dove_needs_its_rows(tmp_path):
+    with pytest.raises(ValueError, match=r"needs DOVE rows .* missing \['chosen_prompt', 'rejected_prompt'\]"):
+        _joint_trainer(tmp_path, fx.dataset())

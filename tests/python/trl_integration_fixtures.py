@@ -93,3 +93,12 @@ def ranked_dataset(n: int = 6, seed: int = 0, ranks: bool = False) -> datasets.D
         if ranks:
             rng.shuffle(rows["ranks"][-1])
     return datasets.Dataset.from_dict(rows)
+
+
+def joint_dataset(n: int = 6, seed: int = 0, same_prompt: bool = False) -> datasets.Dataset:
+    """DOVE rows: chosen and rejected responses to different prompts (the same prompt with ``same_prompt``)."""
+    pairs = dataset(n, seed)
+    other = dataset(n, seed + 1)
+    return datasets.Dataset.from_dict({
+        "chosen_prompt": pairs["prompt"], "chosen": pairs["chosen"],
+        "rejected_prompt": pairs["prompt"] if same_prompt else other["prompt"], "rejected": pairs["rejected"]})

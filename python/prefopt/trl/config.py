@@ -19,13 +19,23 @@ PAIRWISE_LOSS_TYPES = ("tdpo1", "tdpo2")
 RANKED_LOSS_TYPES = ("plackett_luce", "all_pairs", "lipo_lambda", "irpo", "pro", "ranklist")
 """Listwise loss types, trained on ranked datasets (``prompt``, ``responses``, ``scores`` or ``ranks``)."""
 
-PREFOPT_LOSS_TYPES = PAIRWISE_LOSS_TYPES + RANKED_LOSS_TYPES
+JOINT_LOSS_TYPES = ("dove",)
+"""DOVE (Bansal et al. 2024; :func:`prefopt.joint_dpo_loss`), trained on rows whose chosen and rejected responses
+answer different prompts: ``{"chosen_prompt", "chosen", "rejected_prompt", "rejected"}``."""
+
+LISTWISE_DATA_LOSS_TYPES = RANKED_LOSS_TYPES + JOINT_LOSS_TYPES
+"""Loss types that train on their own data format (not TRL's prompt/chosen/rejected), each alone in loss_type."""
+
+PREFOPT_LOSS_TYPES = PAIRWISE_LOSS_TYPES + LISTWISE_DATA_LOSS_TYPES
 """Every loss type prefopt adds to TRL's DPOTrainer."""
 
 # The operator computing each added loss type: its schema declares the options (names, types, defaults).
-OPERATORS = {"tdpo1": "tdpo_loss", "tdpo2": "tdpo_loss", **{t: f"{t}_loss" for t in RANKED_LOSS_TYPES}}
-# Options the trainer sets itself: beta is DPOConfig's, the TDPO variant is the loss type's name.
+OPERATORS = {"tdpo1": "tdpo_loss", "tdpo2": "tdpo_loss", "dove": "joint_dpo_loss",
+             **{t: f"{t}_loss" for t in RANKED_LOSS_TYPES}}
+# Options the trainer sets itself: beta (and DOVE's label_smoothing) are DPOConfig's, the TDPO variant is the loss
+# type's name.
 _SET_BY_THE_TRAINER = {"beta", "variant"}
+_FROM_DPO_CONFIG = {"dove": {"label_smoothing"}}
 
 
 def operator_options(loss_type: str) -> dict:
@@ -36,8 +46,9 @@ def operator_options(loss_type: str) -> dict:
     import prefopt  # noqa: F401  (loads the operators)
 
     schema = getattr(torch.ops.prefopt, OPERATORS[loss_type]).default._schema
+    skip = _SET_BY_THE_TRAINER | _FROM_DPO_CONFIG.get(loss_type, set())
     return {a.name: a.default_value for a in schema.arguments
-            if a.kwarg_only and a.has_default_value() and a.name not in _SET_BY_THE_TRAINER}
+            if a.kwarg_only and a.has_default_value() and a.name not in skip}
 
 
 def _check_loss_options(options, types) -> None:
@@ -51,8 +62,8 @@ def _check_loss_options(options, types) -> None:
             raise ValueError(f"prefopt_loss_options[{loss_type!r}] must be a dict of options, got {given!r}")
         declared = operator_options(loss_type)
         for name, value in given.items():
-            if name == "beta":
-                raise ValueError(f"prefopt_loss_options[{loss_type!r}]: set beta with the config's beta")
+            if name == "beta" or name in _FROM_DPO_CONFIG.get(loss_type, set()):
+                raise ValueError(f"prefopt_loss_options[{loss_type!r}]: set {name} with the config's {name}")
             if name not in declared:
                 raise ValueError(f"prefopt_loss_options[{loss_type!r}]: unknown option {name!r}; "
                                  f"{OPERATORS[loss_type]} takes {sorted(declared)}")
@@ -76,13 +87,14 @@ class PrefoptDPOConfig(DPOConfig):
     ``loss_type`` also accepts ``"tdpo1"`` and ``"tdpo2"`` (alone or in a list with TRL's types and
     ``loss_weights``; they need the reference model's token distributions, so not with
     ``precompute_ref_log_probs``), and, alone, a listwise loss type of :data:`RANKED_LOSS_TYPES`, which trains on
-    a ranked dataset (rows ``{"prompt", "responses": [...], "scores": [...]}`` or ``"ranks"``, lower is better).
+    a ranked dataset (rows ``{"prompt", "responses": [...], "scores": [...]}`` or ``"ranks"``, lower is better),
+    or ``"dove"`` alone, on rows ``{"chosen_prompt", "chosen", "rejected_prompt", "rejected"}``.
 
     Args:
         prefopt_loss_options: options of the added loss types, ``{loss_type: {option: value}}``; the names, types
             and defaults are the operators' (``torch.ops.prefopt.<name>_loss``, docs/losses.md), e.g.
             ``{"tdpo2": {"alpha": 0.5}}`` or ``{"lipo_lambda": {"lambda_weighting": False}}``. ``beta`` is the
-            config's own for every loss.
+            config's own for every loss, as is ``label_smoothing`` for ``dove``.
         prefopt_chunk_bytes: the memory budget, in bytes, of the one chunk of logits alive at a time while
             scoring (forward and backward) and while computing TDPO's token KL; > 0.
 
@@ -110,16 +122,16 @@ class PrefoptDPOConfig(DPOConfig):
                 raise ValueError(
                     f"loss_type: {name!r} is not a loss type of prefopt.trl; supported: {', '.join(known[:-1])}"
                 )
-        ranked = [t for t in types if t in RANKED_LOSS_TYPES]
+        ranked = [t for t in types if t in LISTWISE_DATA_LOSS_TYPES]
         if ranked:
             if len(types) != 1:
-                raise ValueError(f"loss_type: the listwise loss type {ranked[0]!r} trains on ranked data and cannot "
-                                 f"be combined with others, got {types}")
+                raise ValueError(f"loss_type: {ranked[0]!r} trains on its own data format and cannot be combined "
+                                 f"with others, got {types}")
             for name, value in (("precompute_ref_log_probs", self.precompute_ref_log_probs),
                                 ("rpo_alpha", self.rpo_alpha), ("ld_alpha", self.ld_alpha),
                                 ("use_weighting", self.use_weighting or None), ("padding_free", self.padding_free or None)):
                 if value not in (None, False):
-                    raise ValueError(f"{name} applies to pairs; it is not available with the listwise loss type "
+                    raise ValueError(f"{name} applies to TRL's pairs; it is not available with the loss type "
                                      f"{ranked[0]!r}")
         _check_loss_options(self.prefopt_loss_options, types)
         if "exo_pair" in types and not 0.0 < self.label_smoothing < 1.0:

@@ -85,3 +85,24 @@ class RankedCollator:
         return {"prompt_input_ids": prompt, "prompt_attention_mask": prompt_mask, "responses_input_ids": responses,
                 "responses_attention_mask": responses_mask, "response_mask": response_mask, "response_labels": labels,
                 "label_type": next(iter(types))}
+
+
+def tokenize_joint_row(row: Dict[str, Any], *, processing_class, tokenize_row, max_prompt_length,
+                       max_completion_length, tools=None, index: int = -1) -> Dict[str, Any]:
+    """A DOVE row ``{"chosen_prompt", "chosen", "rejected_prompt", "rejected"}`` as a ranked row of two responses
+    with an empty shared prompt: each response is its own prompt + completion (tokenized by TRL as above), so every
+    token after the first is scored (the joint log-prob ``log pi(x) + log pi(y | x)``), chosen first (label 1)."""
+    where = f"row {index}" if index >= 0 else "joint row"
+    missing = [k for k in ("chosen_prompt", "chosen", "rejected_prompt", "rejected") if row.get(k) is None]
+    if missing:
+        raise ValueError(f"{where}: a DOVE row needs chosen_prompt, chosen, rejected_prompt, rejected; missing {missing}")
+    sequences = []
+    for side in ("chosen", "rejected"):
+        pair = {"prompt": row[f"{side}_prompt"], "chosen": row[side], "rejected": row[side]}
+        text = maybe_apply_chat_template(pair, processing_class, tools=tools)
+        ids = tokenize_row(text, processing_class, max_prompt_length=max_prompt_length,
+                           max_completion_length=max_completion_length, add_special_tokens=False,
+                           is_chat=is_conversational(pair))
+        sequences.append(ids["prompt_input_ids"] + ids["chosen_input_ids"])
+    return {"prompt_input_ids": [], "responses_input_ids": sequences, "response_labels": [1.0, 0.0],
+            "label_type": "grades"}

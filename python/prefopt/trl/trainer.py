@@ -19,8 +19,8 @@ import prefopt
 
 from . import fused_forward as ff
 from . import ranked as rk
-from .config import (PAIRWISE_LOSS_TYPES, PREFOPT_LOSS_TYPES, RANKED_LOSS_TYPES, TRL_LOSS_TYPES, PrefoptDPOConfig,
-                     _loss_type_list, operator_options)
+from .config import (LISTWISE_DATA_LOSS_TYPES, PAIRWISE_LOSS_TYPES, PREFOPT_LOSS_TYPES, TRL_LOSS_TYPES,
+                     PrefoptDPOConfig, _loss_type_list, operator_options)
 
 _DEFAULT_EXTRAS = PrefoptDPOConfig.__dataclass_fields__
 
@@ -61,7 +61,7 @@ class PrefoptDPOTrainer(DPOTrainer):
                     raise ValueError(f"loss_type: {name!r} is not supported by prefopt.trl")
             if given.use_liger_kernel:
                 raise ValueError("use_liger_kernel=True and PrefoptDPOTrainer both replace the scoring: choose one")
-            self._ranked = _loss_type_list(given.loss_type)[0] in RANKED_LOSS_TYPES
+            self._ranked = _loss_type_list(given.loss_type)[0] in LISTWISE_DATA_LOSS_TYPES
         arguments = dict(bound.arguments)
         arguments.pop("self")
         super().__init__(**arguments)
@@ -98,15 +98,20 @@ class PrefoptDPOTrainer(DPOTrainer):
         if not getattr(self, "_ranked", False):
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         first = next(iter(dataset))
-        missing = [k for k in ("prompt", "responses") if k not in first]
+        joint = _loss_type_list(args.loss_type)[0] == "dove"
+        needed = ("chosen_prompt", "chosen", "rejected_prompt", "rejected") if joint else ("prompt", "responses")
+        missing = [k for k in needed if k not in first]
         if missing:
-            raise ValueError(f"{dataset_name} dataset: the listwise loss type {args.loss_type!r} needs ranked rows "
-                             f"(prompt, responses, scores or ranks); missing {missing}, columns {sorted(first)}")
+            kind = "DOVE rows (chosen_prompt, chosen, rejected_prompt, rejected)" if joint else \
+                "ranked rows (prompt, responses, scores or ranks)"
+            raise ValueError(f"{dataset_name} dataset: the loss type {args.loss_type!r} needs {kind}; missing "
+                             f"{missing}, columns {sorted(first)}")
         kwargs = dict(processing_class=processing_class, tokenize_row=self.tokenize_row,
                       max_prompt_length=args.max_prompt_length, max_completion_length=args.max_completion_length,
                       tools=args.tools)
-        return dataset.map(lambda row, i: rk.tokenize_ranked_row(row, index=i, **kwargs), with_indices=True,
-                           remove_columns=[c for c in dataset.column_names if c != "prompt"] + ["prompt"])
+        tokenize = rk.tokenize_joint_row if joint else rk.tokenize_ranked_row
+        return dataset.map(lambda row, i: tokenize(row, index=i, **kwargs), with_indices=True,
+                           remove_columns=dataset.column_names)
 
     def _set_signature_columns_if_needed(self):
         if getattr(self, "_ranked", False) and self._signature_columns is None:
@@ -146,6 +151,9 @@ class PrefoptDPOTrainer(DPOTrainer):
                 else:
                     ref, _ = self._ranked_scores(self.ref_model, batch)
         beta = {} if loss_type == "pro" else {"beta": self.beta}
+        if loss_type == "dove":
+            options.pop("label_type")
+            return self._joint_loss_metrics(policy, ref, options, train_eval)
         if loss_type == "pro":
             out = prefopt.pro_loss(policy, lengths, labels, mask, **options)
         elif loss_type == "irpo":
@@ -168,6 +176,27 @@ class PrefoptDPOTrainer(DPOTrainer):
             f"{prefix}rewards/mean": mean((out.rewards * valid).sum(1) / valid.sum(1)),
         }
         return out.losses.mean(), metrics
+
+    def _joint_loss_metrics(self, policy, ref, options, train_eval):
+        """DOVE's loss on joint log-probs (chosen in column 0), with TRL's pairwise metric names."""
+        losses, chosen_rewards, rejected_rewards = prefopt.joint_dpo_loss(
+            policy[:, 0], policy[:, 1], ref[:, 0], ref[:, 1], beta=self.beta, label_smoothing=self.label_smoothing,
+            **options)
+        prefix = "eval_" if train_eval == "eval" else ""
+        gather = self.accelerator.gather_for_metrics
+
+        def mean(value):
+            return gather(value.detach().reshape(-1)).float().mean().item()
+
+        metrics = {
+            f"{prefix}rewards/chosen": mean(chosen_rewards),
+            f"{prefix}rewards/rejected": mean(rejected_rewards),
+            f"{prefix}rewards/accuracies": mean((chosen_rewards > rejected_rewards).float()),
+            f"{prefix}rewards/margins": mean(chosen_rewards - rejected_rewards),
+            f"{prefix}logps/chosen": mean(policy[:, 0]),
+            f"{prefix}logps/rejected": mean(policy[:, 1]),
+        }
+        return losses.mean(), metrics
 
     def _deepspeed_stage(self) -> int:
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
