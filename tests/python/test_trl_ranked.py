@@ -57,7 +57,7 @@ def _reference_loss(trainer, batch, loss_type, options):
     return getattr(prefopt, f"{loss_type}_loss")(policy, ref, labels, mask, **opts).losses.mean()
 
 
-@pytest.mark.parametrize("loss_type", RANKED_LOSS_TYPES)
+@pytest.mark.parametrize("loss_type", [t for t in RANKED_LOSS_TYPES if t != "tpo"])
 def test_loss_equals_prefopts_loss_on_float64_scores_and_trains(loss_type, tmp_path):
     trainer = _trainer(tmp_path, loss_type)
     batch = fx.first_batch(trainer)
@@ -71,6 +71,63 @@ def test_loss_equals_prefopts_loss_on_float64_scores_and_trains(loss_type, tmp_p
     result = trainer.train()
     assert torch.isfinite(torch.tensor(result.training_loss))
     assert any(not torch.equal(a, p.detach()) for a, p in zip(before, trainer.model.parameters()))
+
+
+def _float64_steps(model, batch, embeddings: bool):
+    """TPO's ``[B, K, S]`` step means of token log-probs (and ``[B, K, S, H]`` of final hidden states at the
+    tokens' positions), each (prompt, response) run alone in float64; the steps are the batch's step ids."""
+    b, k = batch["response_mask"].shape
+    s = int(batch["responses_step_ids"].max()) + 1
+    logps = torch.zeros(b, k, s, dtype=torch.float64)
+    mask = torch.zeros(b, k, s, dtype=torch.bool)
+    emb = None
+    with torch.no_grad():
+        for i in range(b):
+            prompt = batch["prompt_input_ids"][i][batch["prompt_attention_mask"][i].bool()]
+            for j in range(k):
+                if not batch["response_mask"][i, j]:
+                    continue
+                keep = batch["responses_attention_mask"][i, j].bool()
+                response, steps = batch["responses_input_ids"][i, j][keep], batch["responses_step_ids"][i, j][keep]
+                ids = torch.cat((prompt, response)).unsqueeze(0)
+                out = model(ids, output_hidden_states=True)
+                logp = torch.log_softmax(out.logits.double()[0, :-1], -1)
+                token = logp.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)[prompt.numel() - 1:]
+                hidden = out.hidden_states[-1].double()[0, prompt.numel():]
+                if emb is None:
+                    emb = torch.zeros(b, k, s, hidden.size(-1), dtype=torch.float64)
+                for step in range(s):
+                    at = steps == step
+                    if at.any():
+                        logps[i, j, step] = token[at].mean()
+                        emb[i, j, step] = hidden[at].mean(0)
+                        mask[i, j, step] = True
+    return logps, mask, (emb if embeddings else None)
+
+
+def test_tpo_steps_equal_prefopts_loss_on_float64_scores_and_trains(tmp_path):
+    policy, ref = fx.model(0), fx.model(100)
+    args = fx.config(PrefoptDPOConfig, tmp_path, loss_type="tpo")
+    trainer = PrefoptDPOTrainer(model=policy, ref_model=ref, args=args,
+                                train_dataset=fx.ranked_dataset(steps=True), processing_class=fx.tokenizer())
+    batch = fx.first_batch(trainer)
+    assert int(batch["responses_step_ids"].max()) >= 1, "every response has one step: a vacuous case"
+    loss, metrics = trainer.get_batch_loss_metrics(trainer.model, batch)
+    p, step_mask, emb = _float64_steps(trainer.model, batch, embeddings=True)
+    q, _, _ = _float64_steps(trainer.ref_model, batch, embeddings=False)
+    want = prefopt.tpo_loss(p, q, batch["response_labels"].double(), step_mask, step_embeddings=emb,
+                            mask=batch["response_mask"], beta=trainer.beta).losses.mean()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5, abs=1e-7)
+    trainer.args.max_steps = 2
+    assert torch.isfinite(torch.tensor(trainer.train().training_loss))
+
+
+def test_tpo_step_split():
+    from prefopt.trl.ranked import split_steps
+
+    assert split_steps("a\nb\n\nc", "\n") == ["a\n", "b\n", "\n", "c"]
+    assert split_steps("a\n", "\n") == ["a\n"]
+    assert split_steps("", "\n") == []
 
 
 def test_ranks_and_options_from_the_config(tmp_path):
@@ -89,7 +146,7 @@ def test_options_are_the_operators_declarations():
     declared = operator_options("ranklist")
     assert declared["form"] == "exact" and "beta" not in declared
     schema = torch.ops.prefopt.ranklist_loss.default._schema
-    assert {a.name for a in schema.arguments if a.kwarg_only} - {"beta"} == set(declared)
+    assert {a.name for a in schema.arguments if a.kwarg_only} - {"beta", "label_type"} == set(declared)
 
 
 def test_refusals(tmp_path):

@@ -79,15 +79,20 @@ def first_batch(t):
     return next(iter(t.get_train_dataloader()))
 
 
-def ranked_dataset(n: int = 6, seed: int = 0, ranks: bool = False) -> datasets.Dataset:
+def ranked_dataset(n: int = 6, seed: int = 0, ranks: bool = False, steps: bool = False) -> datasets.Dataset:
     """Ranked rows: a prompt, 2-4 responses of 1-6 words, and a score per response (or a rank, 0 best), ties
-    included."""
+    included. With ``steps``, responses of 1-3 lines (TPO's steps)."""
     rng = random.Random(seed)
     rows = {"prompt": [], "responses": [], "ranks" if ranks else "scores": []}
     for _ in range(n):
         k = rng.randint(2, 4)
         rows["prompt"].append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5))))
-        rows["responses"].append([" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6))) for _ in range(k)])
+        if steps:
+            rows["responses"].append(["\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3)))
+                                                for _ in range(rng.randint(1, 3))) for _ in range(k)])
+        else:
+            rows["responses"].append([" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
+                                      for _ in range(k)])
         labels = [float(rng.randint(0, 3)) for _ in range(k)]
         rows["ranks" if ranks else "scores"].append([float(r) for r in range(k)] if ranks else labels)
         if ranks:

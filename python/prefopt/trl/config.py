@@ -16,8 +16,9 @@ TRL_LOSS_TYPES = (
 PAIRWISE_LOSS_TYPES = ("tdpo1", "tdpo2")
 """Pairwise loss types prefopt adds to TRL's DPOTrainer (TDPO, Zeng et al. 2024; :func:`prefopt.tdpo_loss`)."""
 
-RANKED_LOSS_TYPES = ("plackett_luce", "all_pairs", "lipo_lambda", "irpo", "pro", "ranklist")
-"""Listwise loss types, trained on ranked datasets (``prompt``, ``responses``, ``scores`` or ``ranks``)."""
+RANKED_LOSS_TYPES = ("plackett_luce", "all_pairs", "lipo_lambda", "irpo", "pro", "ranklist", "tpo")
+"""Listwise loss types, trained on ranked datasets (``prompt``, ``responses``, ``scores`` or ``ranks``); ``tpo`` cuts
+each plain-text response into steps after every ``tpo_step_delimiter``."""
 
 JOINT_LOSS_TYPES = ("dove",)
 """DOVE (Bansal et al. 2024; :func:`prefopt.joint_dpo_loss`), trained on rows whose chosen and rejected responses
@@ -33,8 +34,8 @@ PREFOPT_LOSS_TYPES = PAIRWISE_LOSS_TYPES + LISTWISE_DATA_LOSS_TYPES
 OPERATORS = {"tdpo1": "tdpo_loss", "tdpo2": "tdpo_loss", "dove": "joint_dpo_loss",
              **{t: f"{t}_loss" for t in RANKED_LOSS_TYPES}}
 # Options the trainer sets itself: beta (and DOVE's label_smoothing) are DPOConfig's, the TDPO variant is the loss
-# type's name.
-_SET_BY_THE_TRAINER = {"beta", "variant"}
+# type's name, label_type follows the data (scores or ranks).
+_SET_BY_THE_TRAINER = {"beta", "variant", "label_type"}
 _FROM_DPO_CONFIG = {"dove": {"label_smoothing"}}
 
 
@@ -64,6 +65,9 @@ def _check_loss_options(options, types) -> None:
         for name, value in given.items():
             if name == "beta" or name in _FROM_DPO_CONFIG.get(loss_type, set()):
                 raise ValueError(f"prefopt_loss_options[{loss_type!r}]: set {name} with the config's {name}")
+            if name == "label_type":
+                raise ValueError(f"prefopt_loss_options[{loss_type!r}]: label_type follows the data: rows with "
+                                 "'scores' are grades, rows with 'ranks' are ranks")
             if name not in declared:
                 raise ValueError(f"prefopt_loss_options[{loss_type!r}]: unknown option {name!r}; "
                                  f"{OPERATORS[loss_type]} takes {sorted(declared)}")
@@ -95,6 +99,8 @@ class PrefoptDPOConfig(DPOConfig):
             and defaults are the operators' (``torch.ops.prefopt.<name>_loss``, docs/losses.md), e.g.
             ``{"tdpo2": {"alpha": 0.5}}`` or ``{"lipo_lambda": {"lambda_weighting": False}}``. ``beta`` is the
             config's own for every loss, as is ``label_smoothing`` for ``dove``.
+        tpo_step_delimiter: ``tpo`` cuts each (plain-text) response into steps after every occurrence of this text,
+            kept with the step it ends (as prefopt-train's ``step_delimiter``); non-empty.
         prefopt_chunk_bytes: the memory budget, in bytes, of the one chunk of logits alive at a time while
             scoring (forward and backward) and while computing TDPO's token KL; > 0.
 
@@ -108,6 +114,10 @@ class PrefoptDPOConfig(DPOConfig):
     prefopt_loss_options: dict = field(
         default_factory=dict,
         metadata={"help": "Options of prefopt's added loss types: {loss_type: {option: value}} (the operators' names)."},
+    )
+    tpo_step_delimiter: str = field(
+        default="\n",
+        metadata={"help": "TPO: each response is cut into steps after every occurrence of this text (kept with its step)."},
     )
     prefopt_chunk_bytes: int = field(
         default=128 << 20,
@@ -139,6 +149,8 @@ class PrefoptDPOConfig(DPOConfig):
                 f"loss_type 'exo_pair' needs label_smoothing in (0, 1), got {self.label_smoothing}; TRL 0.28 silently "
                 "uses 1e-3 for 0: set label_smoothing=1e-3 for its numbers"
             )
+        if not isinstance(self.tpo_step_delimiter, str) or not self.tpo_step_delimiter:
+            raise ValueError(f"tpo_step_delimiter must be a non-empty string, got {self.tpo_step_delimiter!r}")
         if not isinstance(self.prefopt_chunk_bytes, int) or self.prefopt_chunk_bytes <= 0:
             raise ValueError(f"prefopt_chunk_bytes must be an int > 0, got {self.prefopt_chunk_bytes!r}")
         if any(t in PAIRWISE_LOSS_TYPES for t in types) and self.precompute_ref_log_probs:

@@ -38,6 +38,21 @@ class ScoredRows:
     num_examples: int
     num_sequences: int
     aux_loss: Optional[torch.Tensor] = None
+    token_hidden: Optional[torch.Tensor] = None
+    """``[N, H]`` detached: the final hidden state at each scored token's own position (TPO's step embeddings)."""
+    step: Optional[torch.Tensor] = None
+    """``[N]`` int64: each scored token's step (TPO), when the layout carried step ids."""
+
+    def per_step_mean(self, values: torch.Tensor, num_steps: int):
+        """``(means, mask)``: ``values`` (``[N]`` or ``[N, E]``) averaged over each (sequence, step), ``[2B, S]``
+        or ``[2B, S, E]``, and which steps have a token ``[2B, S]``."""
+        key = self.sequence * num_steps + self.step
+        flat = values.reshape(values.size(0), -1)
+        sums = flat.new_zeros(self.num_sequences * num_steps, flat.size(1)).index_add(0, key, flat)
+        counts = torch.bincount(key, minlength=self.num_sequences * num_steps)
+        means = sums / counts.clamp_min(1).to(flat.dtype).unsqueeze(1)
+        shape = (self.num_sequences, num_steps) + tuple(values.shape[1:])
+        return means.reshape(shape), (counts > 0).reshape(self.num_sequences, num_steps)
 
     def per_sequence_sum(self, values: torch.Tensor) -> torch.Tensor:
         """``[2B]``: the sum of ``values`` (``[N]``) over each sequence's rows."""
@@ -101,26 +116,32 @@ def accepts_logits_to_keep(unwrapped: nn.Module) -> bool:
 
 
 def prompt_completion_layout(prompt_ids, prompt_mask, completion_ids, completion_mask, *, max_length,
-                             truncation_mode: str):
+                             truncation_mode: str, completion_steps=None):
     """TRL 0.28's layout of prompt (left-padded) + completion (right-padded) sequences: ``(input_ids,
     attention_mask, loss_mask)``, each ``[N, T]``, concatenated, flushed left and truncated to ``max_length`` as
-    TRL's ``concatenated_forward`` does."""
+    TRL's ``concatenated_forward`` does. With ``completion_steps`` (``[N, Tc]`` step ids), a fourth tensor: each
+    position's step id, -1 outside the completions."""
     input_ids = torch.cat((prompt_ids, completion_ids), dim=1)
     attention_mask = torch.cat((prompt_mask, completion_mask), dim=1)
     loss_mask = torch.cat((torch.zeros_like(prompt_mask), completion_mask), dim=1)
+    tensors = [input_ids, loss_mask]
+    if completion_steps is not None:
+        # +1 so that flushing (which fills with 0) leaves -1 after the shift back.
+        tensors.append(torch.cat((torch.zeros_like(prompt_ids), completion_steps + 1), dim=1))
     if max_length is not None and max_length < attention_mask.size(1):
         if truncation_mode == "keep_start":
-            attention_mask, input_ids, loss_mask = flush_left(attention_mask, input_ids, loss_mask)
-            attention_mask, input_ids, loss_mask = (t[:, :max_length] for t in (attention_mask, input_ids, loss_mask))
+            attention_mask, *tensors = flush_left(attention_mask, *tensors)
+            attention_mask, *tensors = (t[:, :max_length] for t in (attention_mask, *tensors))
         elif truncation_mode == "keep_end":
-            attention_mask, input_ids, loss_mask = flush_right(attention_mask, input_ids, loss_mask)
-            attention_mask, input_ids, loss_mask = (t[:, -max_length:] for t in (attention_mask, input_ids, loss_mask))
-            attention_mask, input_ids, loss_mask = flush_left(attention_mask, input_ids, loss_mask)
+            attention_mask, *tensors = flush_right(attention_mask, *tensors)
+            attention_mask, *tensors = (t[:, -max_length:] for t in (attention_mask, *tensors))
+            attention_mask, *tensors = flush_left(attention_mask, *tensors)
         else:
             raise ValueError(f"truncation_mode must be 'keep_start' or 'keep_end', got {truncation_mode!r}")
     else:
-        attention_mask, input_ids, loss_mask = flush_left(attention_mask, input_ids, loss_mask)
-    return input_ids, attention_mask, loss_mask.bool()
+        attention_mask, *tensors = flush_left(attention_mask, *tensors)
+    out = (tensors[0], attention_mask, tensors[1].bool())
+    return out + (tensors[2] - 1,) if completion_steps is not None else out
 
 
 def concatenated_layout(batch, *, pad_token_id: int, max_length, truncation_mode: str, concatenated_inputs):
@@ -136,19 +157,24 @@ def concatenated_layout(batch, *, pad_token_id: int, max_length, truncation_mode
 
 def ranked_layout(batch, *, max_length, truncation_mode: str):
     """A ranked batch's valid responses as sequences (row-major over ``[B, K]``), laid out as TRL lays out a pair:
-    ``(input_ids, attention_mask, loss_mask)``, each ``[M, T]`` with M the number of valid responses."""
+    ``(input_ids, attention_mask, loss_mask)``, each ``[M, T]`` with M the number of valid responses, and the step
+    ids (TPO) as a fourth tensor when the batch has them."""
     valid = batch["response_mask"]
     rows = valid.nonzero(as_tuple=True)[0]
+    steps = batch.get("responses_step_ids")
     return prompt_completion_layout(batch["prompt_input_ids"][rows], batch["prompt_attention_mask"][rows],
                                     batch["responses_input_ids"][valid], batch["responses_attention_mask"][valid],
-                                    max_length=max_length, truncation_mode=truncation_mode)
+                                    max_length=max_length, truncation_mode=truncation_mode,
+                                    completion_steps=None if steps is None else steps[valid])
 
 
 def forward_rows(model: nn.Module, unwrapped: nn.Module, input_ids, attention_mask, loss_mask, *, num_examples: int,
-                 padding_free: bool, aux_loss: bool, check_head: bool) -> ScoredRows:
+                 padding_free: bool, aux_loss: bool, check_head: bool, step_ids=None,
+                 token_hidden: bool = False) -> ScoredRows:
     """Runs ``model`` (the wrapped one, so data-parallel hooks fire) and selects the rows that predict completion
     tokens. With ``check_head``, verifies once on the last position that ``hidden @ weight.T`` is the model's own
-    logits (a model whose last hidden state is not the LM head's input raises ValueError)."""
+    logits (a model whose last hidden state is not the LM head's input raises ValueError). ``step_ids`` (``[N, T]``,
+    padded layout only) and ``token_hidden`` fill the rows' TPO fields."""
     weight = lm_head_weight(unwrapped)
     kwargs = {"use_cache": False, "output_hidden_states": True}
     keep_last = accepts_logits_to_keep(unwrapped)
@@ -187,6 +213,8 @@ def forward_rows(model: nn.Module, unwrapped: nn.Module, input_ids, attention_ma
         num_examples=num_examples,
         num_sequences=num_sequences,
         aux_loss=getattr(outputs, "aux_loss", None) if aux_loss else None,
+        token_hidden=hidden[:, 1:][select].detach() if token_hidden else None,
+        step=None if step_ids is None else step_ids[:, 1:][select],
     )
 
 

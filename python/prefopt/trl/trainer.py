@@ -109,52 +109,79 @@ class PrefoptDPOTrainer(DPOTrainer):
         kwargs = dict(processing_class=processing_class, tokenize_row=self.tokenize_row,
                       max_prompt_length=args.max_prompt_length, max_completion_length=args.max_completion_length,
                       tools=args.tools)
-        tokenize = rk.tokenize_joint_row if joint else rk.tokenize_ranked_row
+        if joint:
+            tokenize = rk.tokenize_joint_row
+        elif _loss_type_list(args.loss_type)[0] == "tpo":
+            kwargs["step_delimiter"] = _extra(args, "tpo_step_delimiter")
+            tokenize = rk.tokenize_ranked_row
+        else:
+            tokenize = rk.tokenize_ranked_row
         return dataset.map(lambda row, i: tokenize(row, index=i, **kwargs), with_indices=True,
                            remove_columns=dataset.column_names)
 
     def _set_signature_columns_if_needed(self):
         if getattr(self, "_ranked", False) and self._signature_columns is None:
-            self._signature_columns = ["prompt_input_ids", "responses_input_ids", "response_labels", "label_type"]
+            self._signature_columns = ["prompt_input_ids", "responses_input_ids", "response_labels", "label_type",
+                                       "responses_step_ids"]
         super()._set_signature_columns_if_needed()
 
-    def _ranked_scores(self, model, batch):
-        """``(logps, lengths)``, each ``[B, K]`` (0 at masked responses), of one model on a ranked batch."""
-        input_ids, attention_mask, loss_mask = ff.ranked_layout(batch, max_length=self.max_length,
-                                                                truncation_mode=self.truncation_mode)
+    def _ranked_scores(self, model, batch, *, embeddings: bool = False):
+        """``(logps, lengths, steps)`` of one model on a ranked batch: ``[B, K]`` summed log-probs and token counts
+        (0 at masked responses) and, for TPO, ``(step_logps [B, K, S], step_mask [B, K, S], step_embeddings
+        [B, K, S, H] or None)``: each step's mean token log-prob and mean final hidden state (detached)."""
+        layout = ff.ranked_layout(batch, max_length=self.max_length, truncation_mode=self.truncation_mode)
+        input_ids, attention_mask, loss_mask = layout[:3]
+        step_ids = layout[3] if len(layout) > 3 else None
         unwrapped = self.accelerator.unwrap_model(model)
         key = id(unwrapped)
         rows = ff.forward_rows(model, unwrapped, input_ids, attention_mask, loss_mask,
                                num_examples=input_ids.size(0), padding_free=False, aux_loss=False,
-                               check_head=key not in self._prefopt_head_checked)
+                               check_head=key not in self._prefopt_head_checked, step_ids=step_ids,
+                               token_hidden=embeddings)
         self._prefopt_head_checked.add(key)
         logps, _ = ff.token_logps(rows, chunk_bytes=_extra(self.args, "prefopt_chunk_bytes"))
-        sums = rows.per_sequence_sum(logps)
         valid = batch["response_mask"]
-        scores = sums.new_zeros(valid.shape).masked_scatter(valid, sums)
-        lengths = torch.zeros(valid.shape, dtype=sums.dtype, device=sums.device)
-        lengths = lengths.masked_scatter(valid, rows.counts().to(sums.dtype))
-        return scores, lengths
+
+        def to_lists(per_sequence):  # [M, ...] -> [B, K, ...], 0 at masked responses
+            out = per_sequence.new_zeros(valid.shape + per_sequence.shape[1:])
+            out[valid] = per_sequence
+            return out
+
+        sums = rows.per_sequence_sum(logps)
+        lengths = to_lists(rows.counts().to(sums.dtype))
+        steps = None
+        if step_ids is not None:
+            num_steps = int(batch["responses_step_ids"].max().item()) + 1
+            step_logps, step_mask = rows.per_step_mean(logps, num_steps)
+            emb = None
+            if embeddings:
+                emb = to_lists(rows.per_step_mean(rows.token_hidden.to(sums.dtype), num_steps)[0])
+            steps = (to_lists(step_logps), to_lists(step_mask), emb)
+        return to_lists(sums), lengths, steps
 
     def _ranked_loss_metrics(self, model, batch, train_eval):
         loss_type = self.loss_type[0]
         options = self._operator_options(loss_type)
         options["label_type"] = batch["label_type"]
-        policy, lengths = self._ranked_scores(model, batch)
+        tpo = loss_type == "tpo"
+        policy, lengths, steps = self._ranked_scores(model, batch, embeddings=tpo)
         mask, labels = batch["response_mask"], batch["response_labels"].to(policy.dtype)
-        ref = None
+        ref = ref_steps = None
         if loss_type != "pro" and not options.get("reference_free", False):
             with torch.no_grad():
                 if self.ref_model is None:
                     with self.null_ref_context():
-                        ref, _ = self._ranked_scores(self.model, batch)
+                        ref, _, ref_steps = self._ranked_scores(self.model, batch)
                 else:
-                    ref, _ = self._ranked_scores(self.ref_model, batch)
+                    ref, _, ref_steps = self._ranked_scores(self.ref_model, batch)
         beta = {} if loss_type == "pro" else {"beta": self.beta}
         if loss_type == "dove":
             options.pop("label_type")
             return self._joint_loss_metrics(policy, ref, options, train_eval)
-        if loss_type == "pro":
+        if tpo:
+            out = prefopt.tpo_loss(steps[0], ref_steps[0], labels, steps[1], step_embeddings=steps[2], mask=mask,
+                                   **beta, **options)
+        elif loss_type == "pro":
             out = prefopt.pro_loss(policy, lengths, labels, mask, **options)
         elif loss_type == "irpo":
             out = prefopt.irpo_loss(policy, ref, labels, mask, lengths, **beta, **options)
