@@ -23,24 +23,31 @@ def _trainer(tmp_path, loss_type, ranks=False, **options):
                              processing_class=fx.tokenizer())
 
 
-def _float64_scores(model, batch):
-    """``(logps, lengths)`` ``[B, K]``: each valid response's summed log-prob given its prompt, from the model run
-    on that one sequence alone (no padding), in float64."""
+def _each_response(model, batch):
+    """For each valid response: ``(i, j, keep, token_logps, hidden)``, the model run on that
+    one (prompt + response) alone (no padding): the response tokens' log-probs and final hidden states, and which
+    positions of the padded response row they are."""
     b, k = batch["response_mask"].shape
-    logps = torch.zeros(b, k, dtype=torch.float64)
-    lengths = torch.zeros(b, k, dtype=torch.float64)
     with torch.no_grad():
         for i in range(b):
             prompt = batch["prompt_input_ids"][i][batch["prompt_attention_mask"][i].bool()]
             for j in range(k):
                 if not batch["response_mask"][i, j]:
                     continue
-                response = batch["responses_input_ids"][i, j][batch["responses_attention_mask"][i, j].bool()]
-                ids = torch.cat((prompt, response)).unsqueeze(0)
-                logp = torch.log_softmax(model(ids).logits.double()[0, :-1], -1)
-                token = logp.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
-                logps[i, j] = token[prompt.numel() - 1:].sum()
-                lengths[i, j] = response.numel()
+                keep = batch["responses_attention_mask"][i, j].bool()
+                ids = torch.cat((prompt, batch["responses_input_ids"][i, j][keep])).unsqueeze(0)
+                out = model(ids, output_hidden_states=True)
+                logp = torch.log_softmax(out.logits.double()[0, :-1], -1)
+                token = logp.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)[prompt.numel() - 1:]
+                yield i, j, keep, token, out.hidden_states[-1].double()[0, prompt.numel():]
+
+
+def _float64_scores(model, batch):
+    """``(logps, lengths)`` ``[B, K]``: each valid response's summed log-prob given its prompt, in float64."""
+    logps = torch.zeros(batch["response_mask"].shape, dtype=torch.float64)
+    lengths = torch.zeros(batch["response_mask"].shape, dtype=torch.float64)
+    for i, j, _, token, _ in _each_response(model, batch):
+        logps[i, j], lengths[i, j] = token.sum(), token.numel()
     return logps, lengths
 
 
@@ -81,27 +88,14 @@ def _float64_steps(model, batch, embeddings: bool):
     logps = torch.zeros(b, k, s, dtype=torch.float64)
     mask = torch.zeros(b, k, s, dtype=torch.bool)
     emb = None
-    with torch.no_grad():
-        for i in range(b):
-            prompt = batch["prompt_input_ids"][i][batch["prompt_attention_mask"][i].bool()]
-            for j in range(k):
-                if not batch["response_mask"][i, j]:
-                    continue
-                keep = batch["responses_attention_mask"][i, j].bool()
-                response, steps = batch["responses_input_ids"][i, j][keep], batch["responses_step_ids"][i, j][keep]
-                ids = torch.cat((prompt, response)).unsqueeze(0)
-                out = model(ids, output_hidden_states=True)
-                logp = torch.log_softmax(out.logits.double()[0, :-1], -1)
-                token = logp.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)[prompt.numel() - 1:]
-                hidden = out.hidden_states[-1].double()[0, prompt.numel():]
-                if emb is None:
-                    emb = torch.zeros(b, k, s, hidden.size(-1), dtype=torch.float64)
-                for step in range(s):
-                    at = steps == step
-                    if at.any():
-                        logps[i, j, step] = token[at].mean()
-                        emb[i, j, step] = hidden[at].mean(0)
-                        mask[i, j, step] = True
+    for i, j, keep, token, hidden in _each_response(model, batch):
+        steps = batch["responses_step_ids"][i, j][keep]
+        if emb is None:
+            emb = torch.zeros(b, k, s, hidden.size(-1), dtype=torch.float64)
+        for step in range(s):
+            at = steps == step
+            if at.any():
+                logps[i, j, step], emb[i, j, step], mask[i, j, step] = token[at].mean(), hidden[at].mean(0), True
     return logps, mask, (emb if embeddings else None)
 
 
