@@ -1,5 +1,5 @@
 """prefopt.trl under `accelerate launch` with 2 CPU processes (Gloo, DistributedDataParallel): TRL's own
-data-parallel handling, prefopt's scoring inside. (accelerate 1.16's `--cpu` with `--num_processes 2` starts one
+data-parallel handling, prefopt's scoring inside; with ``spo``, its degree head (outside DDP) averaged over the processes too. (accelerate 1.16's `--cpu` with `--num_processes 2` starts one
 process unless given an MPI hostfile; `--multi_gpu` with no visible GPU starts torch.distributed.run's processes,
 which accelerate runs as MULTI_CPU on Gloo: the multi-GPU code path, on CPUs.) After a few SGD steps both ranks hold bit-identical parameters, equal to one process trained on
 the same global batch (per-device batch 2 x 2 processes = 4), updates included."""
@@ -52,15 +52,16 @@ def _load(path: Path):
     return torch.load(path, weights_only=True)
 
 
-def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("loss_types", ["sigmoid", "sigmoid,spo"])
+def test_two_processes_equal_one_with_the_same_global_batch(loss_types, tmp_path):
     env = _env(tmp_path)
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir()
     one.mkdir()
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
               "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
-    _run(launch + [str(WORKER), str(two), "2", str(STEPS), "sigmoid"], env, "accelerate launch (2 processes)")
-    _run([sys.executable, str(WORKER), str(one), "4", str(STEPS), "sigmoid"], env, "one process")
+    _run(launch + [str(WORKER), str(two), "2", str(STEPS), loss_types], env, "accelerate launch (2 processes)")
+    _run([sys.executable, str(WORKER), str(one), "4", str(STEPS), loss_types], env, "one process")
 
     log = _load(two / "log-rank0.pt")
     assert log["world_size"] == 2 and log["backend"] == "gloo", log
@@ -73,7 +74,11 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
 
     start = dict(fx.model(0).named_parameters())
     moved = 0.0
+    assert ("degree_head.weight" in single) == ("spo" in loss_types)
     for name, p in single.items():
+        if name.startswith("degree_head."):  # its random start is not the model's: compare the end points
+            assert (rank0[name] - p).norm() <= 1e-5 * p.norm(), f"{name}: 2 processes vs 1 beyond 1e-5 relative"
+            continue
         update_1, update_2 = p - start[name].detach(), rank0[name] - start[name].detach()
         moved = max(moved, update_1.norm().item())
         assert (rank0[name] - p).norm() <= 1e-6 * p.norm(), f"{name}: 2 processes vs 1 beyond 1e-6 relative"

@@ -16,6 +16,10 @@ TRL_LOSS_TYPES = (
 PAIRWISE_LOSS_TYPES = ("tdpo1", "tdpo2")
 """Pairwise loss types prefopt adds to TRL's DPOTrainer (TDPO, Zeng et al. 2024; :func:`prefopt.tdpo_loss`)."""
 
+TERM_LOSS_TYPES = ("spo",)
+"""Terms added to the pairwise losses of the list: ``spo``, SPO's degree loss (:func:`prefopt.spo_loss`) on graded
+variants of each chosen response, with a degree head trained alongside."""
+
 RANKED_LOSS_TYPES = ("plackett_luce", "all_pairs", "lipo_lambda", "irpo", "pro", "ranklist", "tpo")
 """Listwise loss types, trained on ranked datasets (``prompt``, ``responses``, ``scores`` or ``ranks``); ``tpo`` cuts
 each plain-text response into steps after every ``tpo_step_delimiter``."""
@@ -27,11 +31,11 @@ answer different prompts: ``{"chosen_prompt", "chosen", "rejected_prompt", "reje
 LISTWISE_DATA_LOSS_TYPES = RANKED_LOSS_TYPES + JOINT_LOSS_TYPES
 """Loss types that train on their own data format (not TRL's prompt/chosen/rejected), each alone in loss_type."""
 
-PREFOPT_LOSS_TYPES = PAIRWISE_LOSS_TYPES + LISTWISE_DATA_LOSS_TYPES
+PREFOPT_LOSS_TYPES = PAIRWISE_LOSS_TYPES + TERM_LOSS_TYPES + LISTWISE_DATA_LOSS_TYPES
 """Every loss type prefopt adds to TRL's DPOTrainer."""
 
 # The operator computing each added loss type: its schema declares the options (names, types, defaults).
-OPERATORS = {"tdpo1": "tdpo_loss", "tdpo2": "tdpo_loss", "dove": "joint_dpo_loss",
+OPERATORS = {"tdpo1": "tdpo_loss", "tdpo2": "tdpo_loss", "dove": "joint_dpo_loss", "spo": "spo_loss",
              **{t: f"{t}_loss" for t in RANKED_LOSS_TYPES}}
 # Options the trainer sets itself: beta (and DOVE's label_smoothing) are DPOConfig's, the TDPO variant is the loss
 # type's name, label_type follows the data (scores or ranks).
@@ -99,6 +103,9 @@ class PrefoptDPOConfig(DPOConfig):
             and defaults are the operators' (``torch.ops.prefopt.<name>_loss``, docs/losses.md), e.g.
             ``{"tdpo2": {"alpha": 0.5}}`` or ``{"lipo_lambda": {"lambda_weighting": False}}``. ``beta`` is the
             config's own for every loss, as is ``label_smoothing`` for ``dove``.
+        spo_num_degrees: ``spo``'s K >= 2 graded variants of each chosen response (degree d removes the top
+            d / (K - 1) of its key phrases, :func:`prefopt.graded_removal`) and the degree head's classes.
+        spo_pooling: ``"mean"`` or ``"last"``: how the degree head pools each variant's final hidden states.
         tpo_step_delimiter: ``tpo`` cuts each (plain-text) response into steps after every occurrence of this text,
             kept with the step it ends (as prefopt-train's ``step_delimiter``); non-empty.
         prefopt_chunk_bytes: the memory budget, in bytes, of the one chunk of logits alive at a time while
@@ -115,6 +122,10 @@ class PrefoptDPOConfig(DPOConfig):
         default_factory=dict,
         metadata={"help": "Options of prefopt's added loss types: {loss_type: {option: value}} (the operators' names)."},
     )
+    spo_num_degrees: int = field(
+        default=4, metadata={"help": "SPO: K >= 2 graded variants of each chosen response and the degree head's classes."})
+    spo_pooling: str = field(
+        default="mean", metadata={"help": "SPO: how the degree head pools the final hidden states: mean or last."})
     tpo_step_delimiter: str = field(
         default="\n",
         metadata={"help": "TPO: each response is cut into steps after every occurrence of this text (kept with its step)."},
@@ -144,6 +155,20 @@ class PrefoptDPOConfig(DPOConfig):
                     raise ValueError(f"{name} applies to TRL's pairs; it is not available with the loss type "
                                      f"{ranked[0]!r}")
         _check_loss_options(self.prefopt_loss_options, types)
+        if "spo" in types:
+            if not any(t in TRL_LOSS_TYPES + PAIRWISE_LOSS_TYPES for t in types):
+                raise ValueError("loss_type 'spo' adds SPO's degree term to an alignment loss: list one, e.g. "
+                                 "['sigmoid', 'spo']")
+            if self.loss_weights is not None and float(self.loss_weights[types.index("spo")]) != 1.0:
+                raise ValueError("loss_weights: the 'spo' entry must be 1.0; the degree term's weight is "
+                                 "prefopt_loss_options['spo']['degree_weight']")
+            if isinstance(self.spo_num_degrees, bool) or not isinstance(self.spo_num_degrees, int) or \
+                    self.spo_num_degrees < 2:
+                raise ValueError(f"spo_num_degrees must be an int >= 2, got {self.spo_num_degrees!r}")
+            if self.spo_pooling not in ("mean", "last"):
+                raise ValueError(f"spo_pooling must be 'mean' or 'last', got {self.spo_pooling!r}")
+            if self.padding_free:
+                raise ValueError("padding_free is not available with loss_type 'spo' (its variants run padded)")
         if "exo_pair" in types and not 0.0 < self.label_smoothing < 1.0:
             raise ValueError(
                 f"loss_type 'exo_pair' needs label_smoothing in (0, 1), got {self.label_smoothing}; TRL 0.28 silently "

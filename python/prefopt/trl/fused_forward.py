@@ -42,6 +42,10 @@ class ScoredRows:
     """``[N, H]`` detached: the final hidden state at each scored token's own position (TPO's step embeddings)."""
     step: Optional[torch.Tensor] = None
     """``[N]`` int64: each scored token's step (TPO), when the layout carried step ids."""
+    extra_hidden: Optional[torch.Tensor] = None
+    """``[E, T, H]``: the final hidden states of the sequences after the scored ones (SPO's variants), with grad."""
+    extra_mask: Optional[torch.Tensor] = None
+    """``[E, T]``: their attention mask."""
 
     def per_step_mean(self, values: torch.Tensor, num_steps: int):
         """``(means, mask)``: ``values`` (``[N]`` or ``[N, E]``) averaged over each (sequence, step), ``[2B, S]``
@@ -170,7 +174,7 @@ def ranked_layout(batch, *, max_length, truncation_mode: str):
 
 def forward_rows(model: nn.Module, unwrapped: nn.Module, input_ids, attention_mask, loss_mask, *, num_examples: int,
                  padding_free: bool, aux_loss: bool, check_head: bool, step_ids=None,
-                 token_hidden: bool = False) -> ScoredRows:
+                 token_hidden: bool = False, extra_sequences: int = 0) -> ScoredRows:
     """Runs ``model`` (the wrapped one, so data-parallel hooks fire) and selects the rows that predict completion
     tokens. With ``check_head``, verifies once on the last position that ``hidden @ weight.T`` is the model's own
     logits (a model whose last hidden state is not the LM head's input raises ValueError). ``step_ids`` (``[N, T]``,
@@ -182,7 +186,7 @@ def forward_rows(model: nn.Module, unwrapped: nn.Module, input_ids, attention_ma
         kwargs["logits_to_keep"] = 1
     if aux_loss:
         kwargs["output_router_logits"] = True
-    num_sequences = input_ids.size(0)
+    num_sequences = input_ids.size(0) - extra_sequences
     if padding_free:
         real = attention_mask.bool()
         sequence_of_token = torch.arange(num_sequences, device=input_ids.device).repeat_interleave(real.sum(1))
@@ -191,7 +195,8 @@ def forward_rows(model: nn.Module, unwrapped: nn.Module, input_ids, attention_ma
         sequence = sequence_of_token.unsqueeze(0)
     else:
         kwargs["attention_mask"] = attention_mask
-        sequence = torch.arange(num_sequences, device=input_ids.device).unsqueeze(1).expand_as(input_ids)
+        # Extra sequences hold no scored token; their ids only fill the shape.
+        sequence = torch.arange(input_ids.size(0), device=input_ids.device).unsqueeze(1).expand_as(input_ids)
     outputs = model(input_ids, **kwargs)
     hidden = outputs.hidden_states[-1]
     if check_head:
@@ -215,6 +220,7 @@ def forward_rows(model: nn.Module, unwrapped: nn.Module, input_ids, attention_ma
         aux_loss=getattr(outputs, "aux_loss", None) if aux_loss else None,
         token_hidden=hidden[:, 1:][select].detach() if token_hidden else None,
         step=None if step_ids is None else step_ids[:, 1:][select],
+        extra_hidden=hidden[num_sequences:] if extra_sequences else None,
     )
 
 

@@ -19,6 +19,7 @@ import prefopt
 
 from . import fused_forward as ff
 from . import ranked as rk
+from . import spo as sp
 from .config import (LISTWISE_DATA_LOSS_TYPES, PAIRWISE_LOSS_TYPES, PREFOPT_LOSS_TYPES, TRL_LOSS_TYPES,
                      PrefoptDPOConfig, _loss_type_list, operator_options)
 
@@ -67,6 +68,16 @@ class PrefoptDPOTrainer(DPOTrainer):
         super().__init__(**arguments)
         if self._ranked and arguments.get("data_collator") is None:
             self.data_collator = rk.RankedCollator(self.pad_token_id)  # TRL's pad token choice, ranked layout
+        self.prefopt_degree_head = None
+        if "spo" in self.loss_type:
+            self.data_collator = sp.VariantCollator(self.data_collator, self.pad_token_id)
+            weight = ff.lm_head_weight(self.accelerator.unwrap_model(self.model))
+            self.prefopt_degree_head = torch.nn.Linear(weight.size(1), _extra(self.args, "spo_num_degrees")).to(
+                device=weight.device, dtype=weight.dtype)
+            if self.accelerator.num_processes > 1:
+                from accelerate.utils import broadcast
+                for p in self.prefopt_degree_head.parameters():
+                    p.data.copy_(broadcast(p.data, from_process=0))
         config = self.args
         types = list(self.loss_type)
         if self.is_encoder_decoder:
@@ -95,6 +106,11 @@ class PrefoptDPOTrainer(DPOTrainer):
     # -------------------------------------------------------------------------------------------------------------
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if "spo" in _loss_type_list(args.loss_type):
+            options = dict(processing_class=processing_class, tokenize_row=self.tokenize_row,
+                           num_degrees=_extra(args, "spo_num_degrees"), max_prompt_length=args.max_prompt_length,
+                           max_completion_length=args.max_completion_length, tools=args.tools)
+            dataset = dataset.map(lambda row, i: sp.add_variant_ids(row, i, **options), with_indices=True)
         if not getattr(self, "_ranked", False):
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         first = next(iter(dataset))
@@ -124,6 +140,36 @@ class PrefoptDPOTrainer(DPOTrainer):
             self._signature_columns = ["prompt_input_ids", "responses_input_ids", "response_labels", "label_type",
                                        "responses_step_ids"]
         super()._set_signature_columns_if_needed()
+        if "spo" in self.loss_type and "spo_variants_input_ids" not in self._signature_columns:
+            self._signature_columns = list(self._signature_columns) + ["spo_variants_input_ids"]
+
+    # -------------------------------------------------------------------------------------------------------------
+    # SPO's degree head: optimized, averaged over processes and saved with the model
+    # -------------------------------------------------------------------------------------------------------------
+
+    def create_optimizer(self):
+        optimizer = super().create_optimizer()
+        head = getattr(self, "prefopt_degree_head", None)
+        if head is not None and not any(p is q for g in optimizer.param_groups for p in g["params"]
+                                        for q in head.parameters()):
+            optimizer.add_param_group({"params": list(head.parameters()), "weight_decay": self.args.weight_decay})
+        return optimizer
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        if self.prefopt_degree_head is not None:
+            sp.average_gradients(self.prefopt_degree_head, self.accelerator)
+        return loss
+
+    def _save(self, output_dir=None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        if getattr(self, "prefopt_degree_head", None) is not None:
+            sp.save_head(self.prefopt_degree_head, output_dir if output_dir is not None else self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if getattr(self, "prefopt_degree_head", None) is not None:
+            sp.load_head(self.prefopt_degree_head, resume_from_checkpoint)
 
     def _ranked_scores(self, model, batch, *, embeddings: bool = False):
         """``(logps, lengths, steps)`` of one model on a ranked batch: ``[B, K]`` summed log-probs and token counts
@@ -233,16 +279,35 @@ class PrefoptDPOTrainer(DPOTrainer):
     # Scoring
     # -------------------------------------------------------------------------------------------------------------
 
-    def _rows(self, model, batch) -> ff.ScoredRows:
+    def _rows(self, model, batch, with_variants: bool = False) -> ff.ScoredRows:
         num_examples = batch["prompt_input_ids"].shape[0]
         input_ids, attention_mask, loss_mask = ff.concatenated_layout(
             batch, pad_token_id=self.pad_token_id, max_length=self.max_length, truncation_mode=self.truncation_mode,
             concatenated_inputs=self.concatenated_inputs)
+        extra = 0
+        if with_variants:
+            # SPO's variants run in the same forward as the pairs (one forward per step, as DDP expects).
+            k = batch["spo_variants_input_ids"].size(0) // num_examples
+            v_ids, v_mask, _ = ff.prompt_completion_layout(
+                batch["prompt_input_ids"].repeat_interleave(k, 0), batch["prompt_attention_mask"].repeat_interleave(k, 0),
+                batch["spo_variants_input_ids"], batch["spo_variants_attention_mask"], max_length=self.max_length,
+                truncation_mode=self.truncation_mode)
+            width = max(input_ids.size(1), v_ids.size(1))
+
+            def widen(t, value):
+                return torch.nn.functional.pad(t, (0, width - t.size(1)), value=value)
+
+            extra = v_ids.size(0)
+            input_ids = torch.cat((widen(input_ids, self.pad_token_id), widen(v_ids, self.pad_token_id)))
+            attention_mask = torch.cat((widen(attention_mask, 0), widen(v_mask, 0)))
+            loss_mask = torch.cat((widen(loss_mask, False), torch.zeros_like(widen(v_mask, 0), dtype=torch.bool)))
         unwrapped = self.accelerator.unwrap_model(model)
         key = id(unwrapped)
         rows = ff.forward_rows(model, unwrapped, input_ids, attention_mask, loss_mask, num_examples=num_examples,
                                padding_free=self.padding_free, aux_loss=self.aux_loss_enabled,
-                               check_head=key not in self._prefopt_head_checked)
+                               check_head=key not in self._prefopt_head_checked, extra_sequences=extra)
+        if with_variants:
+            rows.extra_mask = attention_mask[-extra:]
         self._prefopt_head_checked.add(key)
         return rows
 
@@ -319,7 +384,7 @@ class PrefoptDPOTrainer(DPOTrainer):
         ones = torch.ones_like(pc) if ipo else None
         total = torch.zeros_like(pc)
         rewards = None
-        dpo_types = [t for t in types if t in TRL_LOSS_TYPES and t != "bco_pair"]
+        dpo_types = [t for t in types if t in TRL_LOSS_TYPES and t != "bco_pair"]  # spo: added after the mean
         if dpo_types:
             losses, chosen_rewards, rejected_rewards = prefopt.dpo_loss(
                 pc, pr, ref_chosen, ref_rejected, loss_type=dpo_types,
@@ -359,7 +424,8 @@ class PrefoptDPOTrainer(DPOTrainer):
         if self._ranked:
             return self._ranked_loss_metrics(model, batch, train_eval)
         tdpo = any(t in PAIRWISE_LOSS_TYPES for t in self.loss_type)
-        policy_rows = self._rows(model, batch)
+        spo = "spo" in self.loss_type
+        policy_rows = self._rows(model, batch, with_variants=spo)
         out = self._score(policy_rows, is_ref_model=False)
         kl = None
         if tdpo:
@@ -377,6 +443,16 @@ class PrefoptDPOTrainer(DPOTrainer):
         losses, chosen_rewards, rejected_rewards = self._losses(out, ref_chosen, ref_rejected, kl)
         if self.aux_loss_enabled:
             losses = losses + self.aux_loss_coef * out["aux_loss"]
+        loss = losses.mean()
+        degree = None
+        if spo:
+            pooled = prefopt.degree.pool_hidden_states(policy_rows.extra_hidden, policy_rows.extra_mask,
+                                                       pooling=_extra(self.args, "spo_pooling"))
+            logits = self.prefopt_degree_head(pooled)
+            k = logits.size(1)
+            degrees = torch.arange(k, device=logits.device).repeat(logits.size(0) // k)
+            loss, degree_losses = prefopt.spo_loss(loss, logits, degrees, **self._operator_options("spo"))
+            degree = (degree_losses, (logits.argmax(1) == degrees).float())
 
         prefix = "eval_" if train_eval == "eval" else ""
         gather = self.accelerator.gather_for_metrics
@@ -401,4 +477,7 @@ class PrefoptDPOTrainer(DPOTrainer):
         if kl is not None:
             metrics[f"{prefix}kl/chosen"] = mean(kl[0])
             metrics[f"{prefix}kl/rejected"] = mean(kl[1])
-        return losses.mean(), metrics
+        if degree is not None:
+            metrics[f"{prefix}spo/degree_loss"] = mean(degree[0])
+            metrics[f"{prefix}spo/degree_accuracy"] = mean(degree[1])
+        return loss, metrics
