@@ -174,7 +174,7 @@ def ranked_layout(batch, *, max_length, truncation_mode: str):
 
 def forward_rows(model: nn.Module, unwrapped: nn.Module, input_ids, attention_mask, loss_mask, *, num_examples: int,
                  padding_free: bool, aux_loss: bool, check_head: bool, step_ids=None,
-                 token_hidden: bool = False, extra_sequences: int = 0) -> ScoredRows:
+                 token_hidden: bool = False, extra_sequences: int = 0, low_precision: bool = False) -> ScoredRows:
     """Runs ``model`` (the wrapped one, so data-parallel hooks fire) and selects the rows that predict completion
     tokens. With ``check_head``, verifies once on the last position that ``hidden @ weight.T`` is the model's own
     logits (a model whose last hidden state is not the LM head's input raises ValueError). ``step_ids`` (``[N, T]``,
@@ -203,7 +203,11 @@ def forward_rows(model: nn.Module, unwrapped: nn.Module, input_ids, attention_ma
         with torch.no_grad():
             last = hidden[:, -1] @ weight.t()
             given = outputs.logits[:, -1]
-            if not torch.allclose(last.float(), given.float(), rtol=1e-3, atol=1e-3 * (1 + given.abs().max().item())):
+            # bf16/fp16 logits (a half model, or autocast, whose outputs accelerate may cast back to fp32) carry
+            # ~3 significant digits.
+            low = (torch.bfloat16, torch.float16)
+            tol = 2e-2 if low_precision or given.dtype in low or hidden.dtype in low else 1e-3
+            if not torch.allclose(last.float(), given.float(), rtol=tol, atol=tol * (1 + given.abs().max().item())):
                 raise ValueError(
                     f"prefopt.trl: {type(_base_module(unwrapped)).__name__}'s last hidden state times lm_head.weight "
                     "is not its logits, so the fused scoring would be wrong for this model"
@@ -224,10 +228,23 @@ def forward_rows(model: nn.Module, unwrapped: nn.Module, input_ids, attention_ma
     )
 
 
+def _autocast_dtype(t: torch.Tensor):
+    """The dtype autocast gives a matmul on ``t``'s device now, or None outside autocast."""
+    device = t.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return None
+
+
 def token_logps(rows: ScoredRows, *, chunk_bytes: int, temperature: float = 1.0):
     """``(logps, lse)``, each ``[N]`` float32 (float64 for float64 models): the scored tokens' log-probs
-    (differentiable) and each row's log-sum-exp of ``logits / temperature``."""
-    return torch.ops.prefopt.fused_linear_logps(rows.hidden, rows.weight, rows.labels, -100, float(temperature),
+    (differentiable) and each row's log-sum-exp of ``logits / temperature``. Under autocast (TRL's ``bf16=True``)
+    the head's matmul runs in autocast's dtype, as the model's own ``lm_head`` would (the log-softmax stays fp32)."""
+    hidden, weight = rows.hidden, rows.weight
+    low = _autocast_dtype(hidden)
+    if low is not None and hidden.dtype != low:
+        hidden, weight = hidden.to(low), weight.to(low)
+    return torch.ops.prefopt.fused_linear_logps(hidden, weight, rows.labels, -100, float(temperature),
                                                 int(chunk_bytes))
 
 

@@ -183,9 +183,11 @@ class PrefoptDPOTrainer(DPOTrainer):
         rows = ff.forward_rows(model, unwrapped, input_ids, attention_mask, loss_mask,
                                num_examples=input_ids.size(0), padding_free=False, aux_loss=False,
                                check_head=key not in self._prefopt_head_checked, step_ids=step_ids,
+                               low_precision=self._low_precision(),
                                token_hidden=embeddings)
         self._prefopt_head_checked.add(key)
-        logps, _ = ff.token_logps(rows, chunk_bytes=_extra(self.args, "prefopt_chunk_bytes"))
+        with self.accelerator.autocast():
+            logps, _ = ff.token_logps(rows, chunk_bytes=_extra(self.args, "prefopt_chunk_bytes"))
         valid = batch["response_mask"]
 
         def to_lists(per_sequence):  # [M, ...] -> [B, K, ...], 0 at masked responses
@@ -271,6 +273,10 @@ class PrefoptDPOTrainer(DPOTrainer):
         }
         return losses.mean(), metrics
 
+    def _low_precision(self) -> bool:
+        """Whether the model computes its logits in bf16/fp16 (accelerate's mixed precision)."""
+        return str(self.accelerator.mixed_precision) in ("bf16", "fp16")
+
     def _deepspeed_stage(self) -> int:
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
         return int(getattr(plugin, "zero_stage", 0) or 0) if plugin is not None else 0
@@ -305,7 +311,8 @@ class PrefoptDPOTrainer(DPOTrainer):
         key = id(unwrapped)
         rows = ff.forward_rows(model, unwrapped, input_ids, attention_mask, loss_mask, num_examples=num_examples,
                                padding_free=self.padding_free, aux_loss=self.aux_loss_enabled,
-                               check_head=key not in self._prefopt_head_checked, extra_sequences=extra)
+                               check_head=key not in self._prefopt_head_checked, extra_sequences=extra,
+                               low_precision=self._low_precision())
         if with_variants:
             rows.extra_mask = attention_mask[-extra:]
         self._prefopt_head_checked.add(key)
@@ -316,7 +323,8 @@ class PrefoptDPOTrainer(DPOTrainer):
         args = self.args
         chunk = _extra(args, "prefopt_chunk_bytes")
         b = rows.num_examples
-        logps, lse = ff.token_logps(rows, chunk_bytes=chunk)
+        with self.accelerator.autocast():  # the head's matmul in the precision the model's own lm_head runs in
+            logps, lse = ff.token_logps(rows, chunk_bytes=chunk)
         counts = rows.counts()
         if args.ld_alpha is not None:
             dense, mask = rows.dense(logps)
@@ -333,7 +341,8 @@ class PrefoptDPOTrainer(DPOTrainer):
         if self.use_weighting:
             with torch.no_grad():
                 # WPO's log-weight per token: logp - log sum_v p_v^2 = logp - (lse(2z) - 2 lse(z)).
-                _, lse2 = ff.token_logps(rows, chunk_bytes=chunk, temperature=0.5)
+                with self.accelerator.autocast():
+                    _, lse2 = ff.token_logps(rows, chunk_bytes=chunk, temperature=0.5)
                 log_w = rows.per_sequence_sum(logps.detach() - (lse2 - 2 * lse.detach()))
                 log_w = log_w / counts.clamp_min(1).to(log_w.dtype)
                 output["policy_weights"] = prefopt.wpo_pair_weights(log_w[:b], log_w[b:])
@@ -433,7 +442,8 @@ class PrefoptDPOTrainer(DPOTrainer):
             with torch.no_grad():
                 ref_out = self._score(ref_rows, is_ref_model=True)
             ref_chosen, ref_rejected = ref_out["chosen_logps"], ref_out["rejected_logps"]
-            token_kl = ff.token_kl(policy_rows, ref_rows, chunk_bytes=_extra(self.args, "prefopt_chunk_bytes"))
+            with self.accelerator.autocast():
+                token_kl = ff.token_kl(policy_rows, ref_rows, chunk_bytes=_extra(self.args, "prefopt_chunk_bytes"))
             seq_kl = policy_rows.per_sequence_sum(token_kl)
             kl = (seq_kl[: policy_rows.num_examples], seq_kl[policy_rows.num_examples:])
         elif "ref_chosen_logps" in batch and "ref_rejected_logps" in batch:
