@@ -21,11 +21,13 @@ from prefopt.trl import PrefoptDPOConfig, PrefoptDPOTrainer  # noqa: E402
 
 import trl_integration_fixtures as fx  # noqa: E402
 
-# fp32: the whole gradient (every parameter's, as one vector) and the loss within 1e-6 relative in the 2-norm, each
-# parameter's within 1e-5 (a parameter whose gradient nearly cancels, such as a first-layer key projection, carries
-# the fp32 rounding of a different summation order at ~1e-6 of its own norm). float64: every tensor within 1e-10,
-# which shows the two compute the same function and the fp32 differences are rounding.
-TOL = {torch.float32: dict(whole=1e-6, each=1e-5), torch.float64: dict(whole=1e-10, each=1e-10)}
+# fp32: the loss within 1e-6 relative; the whole gradient (every parameter's, as one vector) within 2e-6 in the
+# 2-norm and each parameter's within 1e-5. Each of the two fp32 implementations is itself about 1e-6 from the
+# float64 result (the model's own rounding; the worst measured difference between them is 1.2e-6, discopop with
+# LoRA), so a tighter fp32 bound would test rounding luck. float64: every tensor within 1e-10, which shows that the
+# two compute the same function.
+TOL = {torch.float32: dict(loss=1e-6, whole=2e-6, each=1e-5),
+       torch.float64: dict(loss=1e-10, whole=1e-10, each=1e-10)}
 
 SINGLE = ["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
           "aot_unpaired", "discopop", "apo_zero", "apo_down", "sft"]
@@ -104,7 +106,7 @@ def _compare(stock, ours, batches, *, skip_metrics=(), dtype=torch.float32):
     loss_p, metrics_p, grads_p = _run(ours, batches)
     assert torch.isfinite(loss_s)
     tag = str(dtype).replace("torch.", "")
-    assert_rel_close(loss_p, loss_s, f"loss/{tag}", tol["whole"])
+    assert_rel_close(loss_p, loss_s, f"loss/{tag}", tol["loss"])
     assert grads_s and grads_s.keys() == grads_p.keys()
     whole_p = torch.cat([grads_p[n].reshape(-1) for n in grads_s])
     whole_s = torch.cat([grads_s[n].reshape(-1) for n in grads_s])
@@ -163,12 +165,13 @@ def _peft_pair():
     return (copy.deepcopy(base), None), (copy.deepcopy(base), None)
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "bco_pair", "apo_down"])
-def test_peft_lora_reference_is_the_adapters_off(loss_type, tmp_path):
-    options = dict(loss_type=loss_type)
-    stock, ours, batches = _both(tmp_path, options, peft_config=True, policy_pair=_peft_pair())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("loss_type", SINGLE)
+def test_peft_lora_reference_is_the_adapters_off(loss_type, dtype, tmp_path):
+    options = dict(CASES[loss_type])
+    stock, ours, batches = _both(tmp_path, options, peft_config=True, policy_pair=_peft_pair(), dtype=dtype)
     assert stock.is_peft_model and ours.is_peft_model and ours.ref_model is None
-    _compare(stock, ours, batches)
+    _compare(stock, ours, batches, dtype=dtype)
     trainable = [n for n, p in ours.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
 
