@@ -287,6 +287,13 @@ def test_tdpo_equals_prefopts_loss_on_float64_scores_and_trains(variant, tmp_pat
     assert any(not torch.equal(a, p.detach()) for a, p in zip(before, ours.model.parameters()))
 
 
+def test_a_plain_dpo_config_takes_the_defaults(tmp_path):
+    (_, _), (pp, pr) = fx.copies()
+    ours = fx.trainer(PrefoptDPOTrainer, fx.config(DPOConfig, tmp_path, loss_type="tdpo2"), pp, pr)
+    loss, metrics = ours.get_batch_loss_metrics(ours.model, fx.first_batch(ours))
+    assert torch.isfinite(loss) and "kl/chosen" in metrics
+
+
 def test_tdpo_kl_gradient_matches_autograd_through_full_logits(tmp_path):
     (_, _), (pp, pr) = fx.copies()
     ours = fx.trainer(PrefoptDPOTrainer, fx.config(PrefoptDPOConfig, tmp_path, loss_type="tdpo1",

@@ -27,7 +27,11 @@ _DEFAULT_EXTRAS = PrefoptDPOConfig.__dataclass_fields__
 
 
 def _extra(args, name: str):
-    return getattr(args, name) if hasattr(args, name) else _DEFAULT_EXTRAS[name].default
+    """A PrefoptDPOConfig option, or its default when ``args`` is TRL's plain DPOConfig."""
+    if hasattr(args, name):
+        return getattr(args, name)
+    field = _DEFAULT_EXTRAS[name]
+    return field.default_factory() if callable(field.default_factory) else field.default
 
 
 class PrefoptDPOTrainer(DPOTrainer):
