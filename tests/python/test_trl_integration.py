@@ -289,6 +289,8 @@ def test_tdpo_equals_prefopts_loss_on_float64_scores_and_trains(variant, tmp_pat
 
 def test_a_plain_dpo_config_takes_the_defaults(tmp_path):
     (_, _), (pp, pr) = fx.copies()
+    with pytest.raises(ValueError, match="adds SPO's degree term to an alignment loss"):
+        fx.trainer(PrefoptDPOTrainer, fx.config(DPOConfig, tmp_path, loss_type="spo"), pp, pr)
     ours = fx.trainer(PrefoptDPOTrainer, fx.config(DPOConfig, tmp_path, loss_type="tdpo2"), pp, pr)
     loss, metrics = ours.get_batch_loss_metrics(ours.model, fx.first_batch(ours))
     assert torch.isfinite(loss) and "kl/chosen" in metrics

@@ -136,51 +136,68 @@ class PrefoptDPOConfig(DPOConfig):
     )
 
     def __post_init__(self):
-        types = _loss_type_list(self.loss_type)
-        known = TRL_LOSS_TYPES + PREFOPT_LOSS_TYPES + ("aot_pair",)
-        for name in types:
-            if name not in known:
-                raise ValueError(
-                    f"loss_type: {name!r} is not a loss type of prefopt.trl; supported: {', '.join(known[:-1])}"
-                )
-        ranked = [t for t in types if t in LISTWISE_DATA_LOSS_TYPES]
-        if ranked:
-            if len(types) != 1:
-                raise ValueError(f"loss_type: {ranked[0]!r} trains on its own data format and cannot be combined "
-                                 f"with others, got {types}")
-            for name, value in (("precompute_ref_log_probs", self.precompute_ref_log_probs),
-                                ("rpo_alpha", self.rpo_alpha), ("ld_alpha", self.ld_alpha),
-                                ("use_weighting", self.use_weighting or None), ("padding_free", self.padding_free or None)):
-                if value not in (None, False):
-                    raise ValueError(f"{name} applies to TRL's pairs; it is not available with the loss type "
-                                     f"{ranked[0]!r}")
-        _check_loss_options(self.prefopt_loss_options, types)
-        if "spo" in types:
-            if not any(t in TRL_LOSS_TYPES + PAIRWISE_LOSS_TYPES for t in types):
-                raise ValueError("loss_type 'spo' adds SPO's degree term to an alignment loss: list one, e.g. "
-                                 "['sigmoid', 'spo']")
-            if self.loss_weights is not None and float(self.loss_weights[types.index("spo")]) != 1.0:
-                raise ValueError("loss_weights: the 'spo' entry must be 1.0; the degree term's weight is "
-                                 "prefopt_loss_options['spo']['degree_weight']")
-            if isinstance(self.spo_num_degrees, bool) or not isinstance(self.spo_num_degrees, int) or \
-                    self.spo_num_degrees < 2:
-                raise ValueError(f"spo_num_degrees must be an int >= 2, got {self.spo_num_degrees!r}")
-            if self.spo_pooling not in ("mean", "last"):
-                raise ValueError(f"spo_pooling must be 'mean' or 'last', got {self.spo_pooling!r}")
-            if self.padding_free:
-                raise ValueError("padding_free is not available with loss_type 'spo' (its variants run padded)")
-        if "exo_pair" in types and not 0.0 < self.label_smoothing < 1.0:
-            raise ValueError(
-                f"loss_type 'exo_pair' needs label_smoothing in (0, 1), got {self.label_smoothing}; TRL 0.28 silently "
-                "uses 1e-3 for 0: set label_smoothing=1e-3 for its numbers"
-            )
-        if not isinstance(self.tpo_step_delimiter, str) or not self.tpo_step_delimiter:
-            raise ValueError(f"tpo_step_delimiter must be a non-empty string, got {self.tpo_step_delimiter!r}")
-        if not isinstance(self.prefopt_chunk_bytes, int) or self.prefopt_chunk_bytes <= 0:
-            raise ValueError(f"prefopt_chunk_bytes must be an int > 0, got {self.prefopt_chunk_bytes!r}")
-        if any(t in PAIRWISE_LOSS_TYPES for t in types) and self.precompute_ref_log_probs:
-            raise ValueError(
-                "loss_type tdpo1/tdpo2 needs the reference model's token distributions at every step; "
-                "precompute_ref_log_probs=True keeps only its sequence log-probs: set it to False"
-            )
+        check_config(self)
         super().__post_init__()
+
+
+def option(config, name: str):
+    """A PrefoptDPOConfig option of ``config``, or its default when ``config`` is TRL's plain DPOConfig."""
+    if hasattr(config, name):
+        return getattr(config, name)
+    declared = PrefoptDPOConfig.__dataclass_fields__[name]
+    return declared.default_factory() if callable(declared.default_factory) else declared.default
+
+
+def check_config(config) -> None:
+    """Raises ValueError naming the setting when ``config`` (a PrefoptDPOConfig or TRL's DPOConfig) asks for
+    something prefopt.trl cannot do."""
+    types = _loss_type_list(config.loss_type)
+    spo_num_degrees, spo_pooling = option(config, "spo_num_degrees"), option(config, "spo_pooling")
+    tpo_step_delimiter, prefopt_chunk_bytes = option(config, "tpo_step_delimiter"), option(config, "prefopt_chunk_bytes")
+    prefopt_loss_options = option(config, "prefopt_loss_options")
+    known = TRL_LOSS_TYPES + PREFOPT_LOSS_TYPES + ("aot_pair",)
+    for name in types:
+        if name not in known:
+            raise ValueError(
+                f"loss_type: {name!r} is not a loss type of prefopt.trl; supported: {', '.join(known[:-1])}"
+            )
+    ranked = [t for t in types if t in LISTWISE_DATA_LOSS_TYPES]
+    if ranked:
+        if len(types) != 1:
+            raise ValueError(f"loss_type: {ranked[0]!r} trains on its own data format and cannot be combined "
+                             f"with others, got {types}")
+        for name, value in (("precompute_ref_log_probs", config.precompute_ref_log_probs),
+                            ("rpo_alpha", config.rpo_alpha), ("ld_alpha", config.ld_alpha),
+                            ("use_weighting", config.use_weighting or None), ("padding_free", config.padding_free or None)):
+            if value not in (None, False):
+                raise ValueError(f"{name} applies to TRL's pairs; it is not available with the loss type "
+                                 f"{ranked[0]!r}")
+    _check_loss_options(prefopt_loss_options, types)
+    if "spo" in types:
+        if not any(t in TRL_LOSS_TYPES + PAIRWISE_LOSS_TYPES for t in types):
+            raise ValueError("loss_type 'spo' adds SPO's degree term to an alignment loss: list one, e.g. "
+                             "['sigmoid', 'spo']")
+        if config.loss_weights is not None and float(config.loss_weights[types.index("spo")]) != 1.0:
+            raise ValueError("loss_weights: the 'spo' entry must be 1.0; the degree term's weight is "
+                             "prefopt_loss_options['spo']['degree_weight']")
+        if isinstance(spo_num_degrees, bool) or not isinstance(spo_num_degrees, int) or \
+                spo_num_degrees < 2:
+            raise ValueError(f"spo_num_degrees must be an int >= 2, got {spo_num_degrees!r}")
+        if spo_pooling not in ("mean", "last"):
+            raise ValueError(f"spo_pooling must be 'mean' or 'last', got {spo_pooling!r}")
+        if config.padding_free:
+            raise ValueError("padding_free is not available with loss_type 'spo' (its variants run padded)")
+    if "exo_pair" in types and not 0.0 < config.label_smoothing < 1.0:
+        raise ValueError(
+            f"loss_type 'exo_pair' needs label_smoothing in (0, 1), got {config.label_smoothing}; TRL 0.28 silently "
+            "uses 1e-3 for 0: set label_smoothing=1e-3 for its numbers"
+        )
+    if not isinstance(tpo_step_delimiter, str) or not tpo_step_delimiter:
+        raise ValueError(f"tpo_step_delimiter must be a non-empty string, got {tpo_step_delimiter!r}")
+    if not isinstance(prefopt_chunk_bytes, int) or prefopt_chunk_bytes <= 0:
+        raise ValueError(f"prefopt_chunk_bytes must be an int > 0, got {prefopt_chunk_bytes!r}")
+    if any(t in PAIRWISE_LOSS_TYPES for t in types) and config.precompute_ref_log_probs:
+        raise ValueError(
+            "loss_type tdpo1/tdpo2 needs the reference model's token distributions at every step; "
+            "precompute_ref_log_probs=True keeps only its sequence log-probs: set it to False"
+        )

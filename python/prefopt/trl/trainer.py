@@ -20,30 +20,20 @@ import prefopt
 from . import fused_forward as ff
 from . import ranked as rk
 from . import spo as sp
-from .config import (LISTWISE_DATA_LOSS_TYPES, PAIRWISE_LOSS_TYPES, PREFOPT_LOSS_TYPES, TRL_LOSS_TYPES,
-                     PrefoptDPOConfig, _loss_type_list, operator_options)
-
-_DEFAULT_EXTRAS = PrefoptDPOConfig.__dataclass_fields__
-
-
-def _extra(args, name: str):
-    """A PrefoptDPOConfig option, or its default when ``args`` is TRL's plain DPOConfig."""
-    if hasattr(args, name):
-        return getattr(args, name)
-    field = _DEFAULT_EXTRAS[name]
-    return field.default_factory() if callable(field.default_factory) else field.default
-
+from .config import (LISTWISE_DATA_LOSS_TYPES, PAIRWISE_LOSS_TYPES, TRL_LOSS_TYPES, _loss_type_list,
+                     check_config, operator_options)
+from .config import option as _extra
 
 class PrefoptDPOTrainer(DPOTrainer):
     """TRL's ``DPOTrainer``, scoring with prefopt's fused kernels and computing the losses with prefopt.
 
-    Takes exactly ``DPOTrainer``'s arguments; ``args`` may be a :class:`PrefoptDPOConfig` (for ``tdpo1``/``tdpo2``
-    and ``prefopt_chunk_bytes``) or TRL's own ``DPOConfig``. Supported: decoder-only causal LMs whose logits are
+    Takes exactly ``DPOTrainer``'s arguments; ``args`` may be a :class:`PrefoptDPOConfig` (for the added loss
+    types' options and ``prefopt_chunk_bytes``) or TRL's own ``DPOConfig`` (then their defaults). Supported: decoder-only causal LMs whose logits are
     ``lm_head(final hidden state)`` with a bias-free ``nn.Linear`` head (Llama, Qwen2/3, Mistral, Gemma, ... and
     their PEFT models with the head left out of the adapters), every TRL loss type and list of them, ``rpo_alpha``,
     ``use_weighting``, ``ld_alpha``, ``padding_free``, ``precompute_ref_log_probs``, single or several processes
-    under accelerate with DDP (DeepSpeed ZeRO-1/2 not refused, not tested). Refused with an error: encoder-decoder and vision models,
-    ``use_liger_kernel``, FSDP and ZeRO-3 (the head's weight is sharded outside the forward).
+    under accelerate with DDP (DeepSpeed ZeRO-1/2 not refused, not tested). Refused with an error: encoder-decoder
+    and vision models, ``use_liger_kernel``, FSDP and ZeRO-3 (the head's weight is sharded outside the forward).
 
     Example::
 
@@ -61,9 +51,7 @@ class PrefoptDPOTrainer(DPOTrainer):
         if given is not None:
             if not isinstance(given, DPOConfig):
                 raise TypeError(f"args must be a DPOConfig or PrefoptDPOConfig, got {type(given).__name__}")
-            for name in _loss_type_list(given.loss_type):
-                if name not in TRL_LOSS_TYPES + PREFOPT_LOSS_TYPES + ("aot_pair",):
-                    raise ValueError(f"loss_type: {name!r} is not supported by prefopt.trl")
+            check_config(given)  # TRL's plain DPOConfig too
             if given.use_liger_kernel:
                 raise ValueError("use_liger_kernel=True and PrefoptDPOTrainer both replace the scoring: choose one")
             self._ranked = _loss_type_list(given.loss_type)[0] in LISTWISE_DATA_LOSS_TYPES
@@ -82,8 +70,6 @@ class PrefoptDPOTrainer(DPOTrainer):
                 from accelerate.utils import broadcast
                 for p in self.prefopt_degree_head.parameters():
                     p.data.copy_(broadcast(p.data, from_process=0))
-        config = self.args
-        types = list(self.loss_type)
         if self.is_encoder_decoder:
             raise ValueError("PrefoptDPOTrainer scores decoder-only causal LMs; this model is encoder-decoder")
         if self.is_fsdp_enabled or (self.is_deepspeed_enabled and self._deepspeed_stage() == 3):
@@ -91,13 +77,9 @@ class PrefoptDPOTrainer(DPOTrainer):
                 "PrefoptDPOTrainer reads lm_head.weight outside the model's forward, which FSDP and DeepSpeed "
                 "ZeRO-3 shard there; use DDP or ZeRO-1/2"
             )
-        if any(t in PAIRWISE_LOSS_TYPES for t in types) and self.precompute_ref_log_probs:
-            raise ValueError("loss_type tdpo1/tdpo2 cannot be combined with precompute_ref_log_probs=True")
-        if self._ranked and self.precompute_ref_log_probs:
-            raise ValueError(f"precompute_ref_log_probs=True is not available with the listwise loss type {types[0]!r}")
         ff.lm_head_weight(self.accelerator.unwrap_model(self.model))  # refuse unsupported heads before training
         self._prefopt_head_checked = set()
-        self._prefopt_alpha = 1.0 - float(config.f_alpha_divergence_coef)
+        self._prefopt_alpha = 1.0 - float(self.args.f_alpha_divergence_coef)
 
     def _operator_options(self, loss_type: str) -> dict:
         """The options of an added loss type's operator: its declared defaults, then the config's."""
