@@ -220,3 +220,15 @@ def test_dove_with_one_prompt_is_dpo(tmp_path):
 def test_dove_needs_its_rows(tmp_path):
     with pytest.raises(ValueError, match=r"needs DOVE rows .* missing \['chosen_prompt', 'rejected_prompt'\]"):
         _joint_trainer(tmp_path, fx.dataset())
+
+
+@pytest.mark.parametrize("loss_type", ["plackett_luce", "dove"])
+def test_evaluate_logs_eval_metrics(loss_type, tmp_path):
+    data = fx.joint_dataset() if loss_type == "dove" else fx.ranked_dataset()
+    args = fx.config(PrefoptDPOConfig, tmp_path, loss_type=loss_type, per_device_eval_batch_size=3)
+    trainer = PrefoptDPOTrainer(model=fx.model(0), ref_model=fx.model(100), args=args, train_dataset=data,
+                                eval_dataset=data, processing_class=fx.tokenizer())
+    metrics = trainer.evaluate()
+    assert torch.isfinite(torch.tensor(metrics["eval_loss"]))
+    key = "eval_rewards/accuracies" if loss_type == "dove" else "eval_ranking/accuracy"
+    assert key in metrics, sorted(metrics)

@@ -76,3 +76,11 @@ def test_spo_settings_are_checked(tmp_path):
         fx.config(PrefoptDPOConfig, tmp_path, loss_type=["sigmoid", "spo"], loss_weights=[1.0, 0.1])
     with pytest.raises(ValueError, match="spo_num_degrees must be an int >= 2"):
         fx.config(PrefoptDPOConfig, tmp_path, loss_type=["sigmoid", "spo"], spo_num_degrees=1)
+
+
+def test_evaluate_with_spo_logs_the_degree_metrics(tmp_path):
+    args = fx.config(PrefoptDPOConfig, tmp_path, loss_type=["sigmoid", "spo"], per_device_eval_batch_size=3)
+    trainer = PrefoptDPOTrainer(model=fx.model(0), ref_model=fx.model(100), args=args, train_dataset=fx.dataset(),
+                                eval_dataset=fx.dataset(seed=3), processing_class=fx.tokenizer())
+    metrics = trainer.evaluate()
+    assert "eval_spo/degree_loss" in metrics and "eval_logits/chosen" in metrics, sorted(metrics)

@@ -81,6 +81,15 @@ class PrefoptDPOTrainer(DPOTrainer):
         self._prefopt_head_checked = set()
         self._prefopt_alpha = 1.0 - float(self.args.f_alpha_divergence_coef)
 
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """TRL's, except on ranked and DOVE data, whose metrics hold no ``logits/*``: the loss only."""
+        if not self._ranked:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        with torch.no_grad():
+            loss, metrics = self.get_batch_loss_metrics(model, inputs, train_eval="eval")
+        self.store_metrics(metrics, train_eval="eval")
+        return loss.detach(), None, None
+
     def _operator_options(self, loss_type: str) -> dict:
         """The options of an added loss type's operator: its declared defaults, then the config's."""
         options = operator_options(loss_type)
