@@ -40,3 +40,16 @@ def cuda():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_accelerate_state_from_earlier_tests(monkeypatch):
+    """Each test starts without the process-wide state earlier tests' trainers leave: transformers'
+    TrainingArguments(bf16=True) (TRL's DPOConfig default) sets ACCELERATE_MIXED_PRECISION for the whole process, and
+    accelerate keeps one AcceleratorState; both would turn a later fp32 trainer into a bf16 one."""
+    for key in [k for k in list(__import__("os").environ) if k.startswith("ACCELERATE_")]:
+        monkeypatch.delenv(key)
+    state = sys.modules.get("accelerate.state")
+    if state is not None:
+        state.AcceleratorState._reset_state(reset_partial_state=True)
+    yield

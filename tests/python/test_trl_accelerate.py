@@ -26,7 +26,7 @@ STEPS = 2
 def _env(tmp_path: Path) -> dict:
     import prefopt
 
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}  # no leftovers of other tests
     package_root = str(Path(prefopt.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), package_root, env.get("PYTHONPATH", "")])
     env["PREFOPT_LIBRARY"] = prefopt.library_path
