@@ -60,10 +60,11 @@ class PrefoptDPOTrainer(DPOTrainer):
         super().__init__(**arguments)
         if self._ranked and arguments.get("data_collator") is None:
             self.data_collator = rk.RankedCollator(self.pad_token_id)  # TRL's pad token choice, ranked layout
+        # Refuses unsupported heads before training.
+        weight = ff.lm_head_weight(self.accelerator.unwrap_model(self.model))
         self.prefopt_degree_head = None
         if "spo" in self.loss_type:
             self.data_collator = sp.VariantCollator(self.data_collator, self.pad_token_id)
-            weight = ff.lm_head_weight(self.accelerator.unwrap_model(self.model))
             self.prefopt_degree_head = torch.nn.Linear(weight.size(1), _extra(self.args, "spo_num_degrees")).to(
                 device=weight.device, dtype=weight.dtype)
             if self.accelerator.num_processes > 1:
@@ -77,7 +78,6 @@ class PrefoptDPOTrainer(DPOTrainer):
                 "PrefoptDPOTrainer reads lm_head.weight outside the model's forward, which FSDP and DeepSpeed "
                 "ZeRO-3 shard there; use DDP or ZeRO-1/2"
             )
-        ff.lm_head_weight(self.accelerator.unwrap_model(self.model))  # refuse unsupported heads before training
         self._prefopt_head_checked = set()
         self._prefopt_alpha = 1.0 - float(self.args.f_alpha_divergence_coef)
 
@@ -173,14 +173,8 @@ class PrefoptDPOTrainer(DPOTrainer):
         layout = ff.ranked_layout(batch, max_length=self.max_length, truncation_mode=self.truncation_mode)
         input_ids, attention_mask, loss_mask = layout[:3]
         step_ids = layout[3] if len(layout) > 3 else None
-        unwrapped = self.accelerator.unwrap_model(model)
-        key = id(unwrapped)
-        rows = ff.forward_rows(model, unwrapped, input_ids, attention_mask, loss_mask,
-                               num_examples=input_ids.size(0), padding_free=False, aux_loss=False,
-                               check_head=key not in self._prefopt_head_checked, step_ids=step_ids,
-                               low_precision=self._low_precision(),
-                               token_hidden=embeddings)
-        self._prefopt_head_checked.add(key)
+        rows = self._forward(model, input_ids, attention_mask, loss_mask, num_examples=input_ids.size(0),
+                             padding_free=False, aux_loss=False, step_ids=step_ids, token_hidden=embeddings)
         with self.accelerator.autocast():
             logps, _ = ff.token_logps(rows, chunk_bytes=_extra(self.args, "prefopt_chunk_bytes"))
         valid = batch["response_mask"]
@@ -232,10 +226,9 @@ class PrefoptDPOTrainer(DPOTrainer):
             out = getattr(prefopt, f"{loss_type}_loss")(policy, ref, labels, mask, **beta, **options)
         grades = labels if batch["label_type"] == "grades" else -labels
         prefix = "eval_" if train_eval == "eval" else ""
-        gather = self.accelerator.gather_for_metrics
 
         def mean(value):
-            return gather(value.detach().reshape(-1)).float().nanmean().item()
+            return self._gathered_mean(value, skip_nan=True)
 
         valid = mask.to(policy.dtype)
         metrics = {
@@ -253,20 +246,25 @@ class PrefoptDPOTrainer(DPOTrainer):
             policy[:, 0], policy[:, 1], ref[:, 0], ref[:, 1], beta=self.beta, label_smoothing=self.label_smoothing,
             **options)
         prefix = "eval_" if train_eval == "eval" else ""
-        gather = self.accelerator.gather_for_metrics
+        return losses.mean(), self._pair_metrics(prefix, chosen_rewards, rejected_rewards, policy[:, 0], policy[:, 1])
 
-        def mean(value):
-            return gather(value.detach().reshape(-1)).float().mean().item()
+    def _gathered_mean(self, value: torch.Tensor, skip_nan: bool = False) -> float:
+        """The mean over every process's values (TRL's gather_for_metrics); with ``skip_nan``, NaN entries (lists
+        with no ordered pair) left out."""
+        values = self.accelerator.gather_for_metrics(value.detach().reshape(-1)).float()
+        return (values.nanmean() if skip_nan else values.mean()).item()
 
-        metrics = {
+    def _pair_metrics(self, prefix, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps) -> dict:
+        """TRL's pairwise metric names: rewards/* and logps/*."""
+        mean = self._gathered_mean
+        return {
             f"{prefix}rewards/chosen": mean(chosen_rewards),
             f"{prefix}rewards/rejected": mean(rejected_rewards),
             f"{prefix}rewards/accuracies": mean((chosen_rewards > rejected_rewards).float()),
             f"{prefix}rewards/margins": mean(chosen_rewards - rejected_rewards),
-            f"{prefix}logps/chosen": mean(policy[:, 0]),
-            f"{prefix}logps/rejected": mean(policy[:, 1]),
+            f"{prefix}logps/chosen": mean(chosen_logps),
+            f"{prefix}logps/rejected": mean(rejected_logps),
         }
-        return losses.mean(), metrics
 
     def _low_precision(self) -> bool:
         """Whether the model computes its logits in bf16/fp16 (accelerate's mixed precision)."""
@@ -302,14 +300,19 @@ class PrefoptDPOTrainer(DPOTrainer):
             input_ids = torch.cat((widen(input_ids, self.pad_token_id), widen(v_ids, self.pad_token_id)))
             attention_mask = torch.cat((widen(attention_mask, 0), widen(v_mask, 0)))
             loss_mask = torch.cat((widen(loss_mask, False), torch.zeros_like(widen(v_mask, 0), dtype=torch.bool)))
-        unwrapped = self.accelerator.unwrap_model(model)
-        key = id(unwrapped)
-        rows = ff.forward_rows(model, unwrapped, input_ids, attention_mask, loss_mask, num_examples=num_examples,
-                               padding_free=self.padding_free, aux_loss=self.aux_loss_enabled,
-                               check_head=key not in self._prefopt_head_checked, extra_sequences=extra,
-                               low_precision=self._low_precision())
+        rows = self._forward(model, input_ids, attention_mask, loss_mask, num_examples=num_examples,
+                             padding_free=self.padding_free, aux_loss=self.aux_loss_enabled, extra_sequences=extra)
         if with_variants:
             rows.extra_mask = attention_mask[-extra:]
+        return rows
+
+    def _forward(self, model, input_ids, attention_mask, loss_mask, **kwargs) -> ff.ScoredRows:
+        """ff.forward_rows through the wrapped ``model``, checking each model's head on its first batch."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        key = id(unwrapped)
+        rows = ff.forward_rows(model, unwrapped, input_ids, attention_mask, loss_mask,
+                               check_head=key not in self._prefopt_head_checked,
+                               low_precision=self._low_precision(), **kwargs)
         self._prefopt_head_checked.add(key)
         return rows
 
@@ -460,21 +463,11 @@ class PrefoptDPOTrainer(DPOTrainer):
             degree = (degree_losses, (logits.argmax(1) == degrees).float())
 
         prefix = "eval_" if train_eval == "eval" else ""
-        gather = self.accelerator.gather_for_metrics
-
-        def mean(value):
-            return gather(value.detach()).float().mean().item()
-
-        metrics = {
-            f"{prefix}rewards/chosen": mean(chosen_rewards),
-            f"{prefix}rewards/rejected": mean(rejected_rewards),
-            f"{prefix}rewards/accuracies": mean((chosen_rewards > rejected_rewards).float()),
-            f"{prefix}rewards/margins": mean(chosen_rewards - rejected_rewards),
-            f"{prefix}logps/chosen": mean(out["chosen_logps"]),
-            f"{prefix}logps/rejected": mean(out["rejected_logps"]),
-            f"{prefix}logits/chosen": mean(out["mean_chosen_logits"]),
-            f"{prefix}logits/rejected": mean(out["mean_rejected_logits"]),
-        }
+        mean = self._gathered_mean
+        metrics = self._pair_metrics(prefix, chosen_rewards, rejected_rewards, out["chosen_logps"],
+                                     out["rejected_logps"])
+        metrics[f"{prefix}logits/chosen"] = mean(out["mean_chosen_logits"])
+        metrics[f"{prefix}logits/rejected"] = mean(out["mean_rejected_logits"])
         if "nll_loss" in out:
             metrics[f"{prefix}nll_loss"] = mean(out["nll_loss"])
         if self.aux_loss_enabled:
